@@ -1,0 +1,1 @@
+"""Benchmarks behind ``socrec bench ...``: each writes JSON and prints a table."""

@@ -1,0 +1,1 @@
+"""Model towers (text, social GNN), the fused head and their training."""
