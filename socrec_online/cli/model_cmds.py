@@ -1,1 +1,203 @@
 """Model commands (train, evaluate, bench quality): registered on the shared apps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from socrec_online.cli._app import app, bench_app
+
+_DATASET = typer.Option("synthetic", "--dataset", help="synthetic | lastfm | files")
+_DATA_DIR = typer.Option(None, "--data-dir", help="Dataset directory (lastfm: HetRec files; files: your TSVs).")
+_SPLIT_DIR = typer.Option(
+    None, "--split-dir", help="Evaluate on an external split: train.tsv/valid.tsv/test.tsv (user_id<TAB>item_id, raw ids)."
+)
+_PROTOCOL = typer.Option("recbole", "--protocol", help="recbole (per-user random 8:1:1) | temporal (past -> next period)")
+_SEED = typer.Option(2020, "--seed", help="Seed of the split and of training.")
+_QUALITY_OUT = typer.Option(Path("out/quality.json"), "--out", help="Where the JSON goes.")
+_PLOT = typer.Option(None, "--plot", help="Also draw a bar chart PNG here.")
+_SNAPSHOT = typer.Option(None, "--snapshot", help="Evaluate this saved snapshot on the test split instead of training.")
+_EVAL_OUT = typer.Option(None, "--out", help="Also write the metrics as JSON.")
+_SNAPSHOT_DIR = typer.Option(None, "--snapshot-dir", help="Default: SOCREC_SNAPSHOT_DIR.")
+
+
+def _spec(
+    epochs: int, dim: int, layers: int, tau: float, loss: str, lr: float, text_in_graph: bool, max_seconds: float
+) -> object:
+    from socrec_online.eval.harness import ModelSpec
+
+    return ModelSpec(
+        dim=dim, n_layers=layers, tau=tau, loss=loss, epochs=epochs, lr=lr, text_in_graph=text_in_graph,
+        max_seconds=max_seconds,
+    )
+
+
+def _device() -> str:
+    from socrec_online.settings import get_settings, resolve_device
+
+    return str(resolve_device(get_settings().device))
+
+
+@bench_app.command("quality")
+def bench_quality_cmd(
+    dataset: str = _DATASET,
+    data_dir: str | None = _DATA_DIR,
+    protocol: str = _PROTOCOL,
+    split_dir: str | None = _SPLIT_DIR,
+    out: Path = _QUALITY_OUT,
+    plot: Path | None = _PLOT,
+    models: str = typer.Option(
+        "popularity,river_mf,lightgcn,text_only,additive,fused", "--models", help="Comma-separated model names."
+    ),
+    seed: int = _SEED,
+    epochs: int = typer.Option(100, "--epochs", help="Max epochs (early stopping on valid NDCG@10)."),
+    dim: int = typer.Option(128, "--dim", help="Embedding width (128 measured best on LastFM)."),
+    layers: int = typer.Option(2, "--layers"),
+    tau: float = typer.Option(0.1, "--tau", help="Softmax temperature of the cosine score."),
+    loss: str = typer.Option("softmax", "--loss", help="softmax | infonce | bce | bpr"),
+    lr: float = typer.Option(5e-3, "--lr"),
+    text_in_graph: bool = typer.Option(False, "--text-in-graph/--no-text-in-graph"),
+    max_seconds: float = typer.Option(540.0, "--max-seconds", help="Per-model training time budget."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Every model on the same split: Recall/NDCG/HR @10/@20, JSON + table (+ plot)."""
+    from socrec_online.bench.quality import plot as draw
+    from socrec_online.bench.quality import print_table, run_quality, write_json
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    spec = _spec(epochs, dim, layers, tau, loss, lr, text_in_graph, max_seconds)
+    res = run_quality(
+        dataset, protocol, data_dir, split_dir, names, seed, spec, device=_device(), progress=progress  # type: ignore[arg-type]
+    )
+    write_json(res, out)
+    print_table(res)
+    if plot is not None:
+        draw(res, plot)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    dataset: str = _DATASET,
+    data_dir: str | None = _DATA_DIR,
+    protocol: str = _PROTOCOL,
+    split_dir: str | None = _SPLIT_DIR,
+    model: str = typer.Option("fused", "--model", help="popularity | river_mf | lightgcn | text_only | additive | fused"),
+    snapshot: Path | None = _SNAPSHOT,
+    seed: int = _SEED,
+    epochs: int = typer.Option(100, "--epochs"),
+    out: Path | None = _EVAL_OUT,
+) -> None:
+    """Evaluate one model (trained here on the split's train part) or one snapshot."""
+    from socrec_online.bench.quality import print_table, run_quality, write_json
+
+    if snapshot is not None:
+        res = _evaluate_snapshot(snapshot, dataset, data_dir, protocol, split_dir, seed)
+    else:
+        spec = _spec(epochs, 128, 2, 0.1, "softmax", 5e-3, False, 540.0)
+        res = run_quality(dataset, protocol, data_dir, split_dir, [model], seed, spec, device=_device())  # type: ignore[arg-type]
+    print_table(res)
+    if out is not None:
+        write_json(res, out)
+        typer.echo(f"wrote {out}")
+
+
+def _evaluate_snapshot(
+    path: Path, dataset: str, data_dir: str | None, protocol: str, split_dir: str | None, seed: int
+) -> dict[str, object]:
+    """Score with a snapshot; only honest when the snapshot was trained on this split's train part."""
+    import torch
+
+    from socrec_online.bench.quality import _cache_name, load_item_text
+    from socrec_online.data import load_dataset
+    from socrec_online.eval.harness import make_split, test_metrics
+    from socrec_online.models.gnn import build_graph
+    from socrec_online.models.recommender import load_recommender
+    from socrec_online.models.train import interest_vectors
+
+    model, uids, iids, manifest = load_recommender(path)
+    ds = load_dataset(dataset, data_dir, seed=seed)
+    split = make_split(ds, protocol, seed, split_dir)
+    if uids != ds.users.all_ids or iids != ds.items.all_ids:
+        raise typer.BadParameter("snapshot ids do not match the dataset's (trained on another dataset?)")
+    item_text, _ = load_item_text(_cache_name(dataset, data_dir), ds.item_text)
+    interest = interest_vectors(split.train, item_text, ds.n_users)
+    graph = build_graph(
+        ds.n_users, ds.n_items, split.train.user, split.train.item, split.train.weight,
+        ds.social_src, ds.social_dst, model.cfg.gnn(),
+    )
+    with torch.no_grad():
+        uv, iv = model.full_vectors(graph if model.uses_graph else None, item_text, interest)
+        m = test_metrics(lambda ub: model.score_many(uv[ub], iv), split)
+    window = manifest.get("data_window") or {}
+    if window.get("protocol") != protocol or window.get("seed") != seed:
+        typer.echo(
+            f"warning: snapshot data window {window} differs from this split; test items may be in its training data",
+            err=True,
+        )
+    return {
+        "dataset": dataset, "protocol": protocol, "seed": seed,
+        "models": {f"snapshot:{manifest['version']}": {**m, "train_seconds": 0.0, "trained_offline": True}},
+    }
+
+
+@app.command("train")
+def train_cmd(
+    dataset: str = _DATASET,
+    data_dir: str | None = _DATA_DIR,
+    split_dir: str | None = _SPLIT_DIR,
+    protocol: str = _PROTOCOL,
+    snapshot_dir: Path | None = _SNAPSHOT_DIR,
+    promote: bool = typer.Option(False, "--promote/--no-promote", help="Make the new snapshot CURRENT."),
+    seed: int = _SEED,
+    epochs: int = typer.Option(100, "--epochs"),
+    dim: int = typer.Option(128, "--dim", help="Embedding width (128 measured best on LastFM)."),
+    layers: int = typer.Option(2, "--layers"),
+    tau: float = typer.Option(0.1, "--tau"),
+    loss: str = typer.Option("softmax", "--loss"),
+    lr: float = typer.Option(5e-3, "--lr"),
+    max_seconds: float = typer.Option(540.0, "--max-seconds"),
+) -> None:
+    """Train the fused model (early stopping on the valid part of the split) and save a snapshot."""
+    import torch
+
+    from socrec_online.bench.quality import _cache_name, load_item_text
+    from socrec_online.data import load_dataset
+    from socrec_online.eval.harness import make_split, test_metrics
+    from socrec_online.models.recommender import RecommenderConfig, save_recommender
+    from socrec_online.models.train import TrainConfig, fit
+    from socrec_online.settings import get_settings
+
+    s = get_settings()
+    ds = load_dataset(dataset, data_dir, seed=seed)
+    split = make_split(ds, protocol, seed, split_dir)
+    item_text, _ = load_item_text(_cache_name(dataset, data_dir), ds.item_text)
+    mcfg = RecommenderConfig(
+        n_users=ds.n_users, n_items=ds.n_items, kind="fused", dim=dim, text_dim=int(item_text.shape[1]),
+        n_layers=layers, tau=tau,
+    )
+    tcfg = TrainConfig(epochs=epochs, loss=loss, lr=lr, seed=seed, device=_device(), max_seconds=max_seconds)  # type: ignore[arg-type]
+    fitted = fit(ds, split, mcfg, tcfg, item_text=item_text)
+    model = fitted.model.cpu()  # score and save on cpu whatever it trained on
+    with torch.no_grad():
+        uv, iv = model.full_vectors(fitted.graph, fitted.item_text.cpu(), fitted.interest.cpu())
+        m = test_metrics(lambda ub: model.score_many(uv[ub], iv), split)
+    metrics = {k: v for k, v in m.items()} | {
+        "valid_ndcg@10": fitted.result.best_valid.get("ndcg@10"),
+        "train_seconds": fitted.result.seconds,
+        "best_epoch": fitted.result.best_epoch,
+    }
+    root = snapshot_dir or s.snapshot_dir
+    info = save_recommender(
+        root, model, ds.users.all_ids, ds.items.all_ids, metrics,
+        data_window={"dataset": dataset, "protocol": "split-dir" if split_dir else protocol, "seed": seed,
+                     "train_pairs": len(split.train)},
+        extra_config={"train": {"loss": loss, "epochs": epochs, "lr": lr, "seed": seed}},
+    )
+    if promote:
+        from socrec_online.snapshot import promote as do_promote
+
+        do_promote(Path(root), info.version)
+    typer.echo(json.dumps({"version": info.version, "path": str(info.path), "metrics": metrics}, indent=2))

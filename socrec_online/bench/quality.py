@@ -1,0 +1,136 @@
+"""``socrec bench quality``: every model on the same split, JSON + rich table (+ optional plot)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from socrec_online.data import load_dataset
+from socrec_online.eval.harness import MODELS, PUBLISHED_LASTFM, ModelSpec, make_split, run_model
+
+log = logging.getLogger(__name__)
+
+KEYS = ("recall@10", "ndcg@10", "hr@10", "recall@20", "ndcg@20")
+
+
+def text_cache_path(dataset: str) -> Path:
+    from socrec_online.settings import get_settings
+
+    return Path(get_settings().data_dir) / "cache" / f"text-{dataset}.safetensors"
+
+
+def _cache_name(dataset: str, data_dir: str | None) -> str:
+    if dataset != "files":
+        return dataset
+    import hashlib
+
+    return "files-" + hashlib.sha1(str(Path(data_dir or ".").resolve()).encode()).hexdigest()[:10]
+
+
+def load_item_text(ds_name: str, texts: list[str], progress: bool = True) -> tuple[torch.Tensor, float]:
+    """Text-tower embeddings of every item (persistently cached); returns (emb, seconds)."""
+    from socrec_online.models.train import item_text_embeddings
+
+    t0 = time.perf_counter()
+    emb = item_text_embeddings(texts, cache_path=text_cache_path(ds_name), progress=progress)
+    return emb, time.perf_counter() - t0
+
+
+def run_quality(
+    dataset: str,
+    protocol: str = "recbole",
+    data_dir: str | None = None,
+    split_dir: str | None = None,
+    models: Sequence[str] = MODELS,
+    seed: int = 2020,
+    spec: ModelSpec | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    item_text: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    spec = spec or ModelSpec()
+    ds = load_dataset(dataset, data_dir, seed=seed)
+    split = make_split(ds, protocol, seed, split_dir)
+    text_secs = 0.0
+    if item_text is None and any(m in ("text_only", "additive", "fused") for m in models):
+        item_text, text_secs = load_item_text(_cache_name(dataset, data_dir),
+                                              ds.item_text, progress)
+    out: dict[str, Any] = {
+        "dataset": dataset,
+        "protocol": "split-dir" if split_dir else protocol,
+        "seed": seed,
+        "models": {},
+        "split": split.summary(),
+        "dataset_summary": ds.summary(),
+        "text_encode_seconds": text_secs,
+        "spec": {k: v for k, v in vars(spec).items()},
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version()},
+        "masking": "test ranks all items with the user's train+valid items masked (RecBole cumulative used_ids)",
+    }
+    if dataset == "lastfm" and protocol == "recbole" and not split_dir:
+        out["published_recbole_gnn"] = PUBLISHED_LASTFM
+    for name in models:
+        res = run_model(name, ds, split, item_text, spec, seed=seed, device=device, progress=progress)
+        out["models"][name] = res
+        log.info(
+            "%s: recall@10 %.4f ndcg@10 %.4f hr@10 %.4f (train %.1f s)",
+            name, res["recall@10"], res["ndcg@10"], res["hr@10"], res["train_seconds"],
+        )
+    return out
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"quality: {result['dataset']} / {result['protocol']} (seed {result['seed']})")
+    t.add_column("model")
+    for k in KEYS:
+        t.add_column(k, justify="right")
+    t.add_column("train s", justify="right")
+    for name, m in result["models"].items():
+        t.add_row(name, *(f"{m[k]:.4f}" for k in KEYS), f"{m['train_seconds']:.1f}")
+    for name, m in result.get("published_recbole_gnn", {}).items():
+        t.add_row(f"[dim]{name} (published)[/dim]", f"{m['recall@10']:.4f}", f"{m['ndcg@10']:.4f}", f"{m['hr@10']:.4f}",
+                  "", "", "")
+    Console().print(t)
+
+
+def plot(result: dict[str, Any], path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["models"])
+    r = [result["models"][n]["recall@10"] for n in names]
+    nd = [result["models"][n]["ndcg@10"] for n in names]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], r, width=0.4, label="Recall@10")
+    ax.bar([i + 0.2 for i in x], nd, width=0.4, label="NDCG@10")
+    for pub, m in result.get("published_recbole_gnn", {}).items():
+        if pub in ("LightGCN", "MHCN", "SEPT"):
+            ax.axhline(m["recall@10"], ls="--", lw=0.8, color="gray")
+            ax.text(len(names) - 0.5, m["recall@10"], f"{pub} R@10", fontsize=7, va="bottom", ha="right")
+    ax.set_xticks(list(x), names, rotation=20)
+    ax.set_title(f"{result['dataset']} / {result['protocol']}")
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(result, indent=2, default=str))

@@ -1,0 +1,1 @@
+"""Offline evaluation: seeded splits, full-ranking metrics, baselines, protocols."""

@@ -1,0 +1,152 @@
+"""One harness for every model: same split, same masking, same metrics.
+
+Protocols: ``recbole`` (RecBole-GNN social LastFM: seeded per-user random 8:1:1 over
+``Dataset.interactions``, full ranking, test masks train + valid items as RecBole's cumulative
+``used_ids`` do), ``temporal`` (``Dataset.timed``: train on the past, early-stop on the next
+period, test on the one after), or an external split (``--split-dir``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from socrec_online.data.base import Dataset
+from socrec_online.eval.baselines import Popularity, RiverMF, RiverMFConfig
+from socrec_online.eval.metrics import evaluate_full_ranking
+from socrec_online.eval.splits import Split, load_split_dir, recbole_split, temporal_split
+
+MODELS = ("popularity", "river_mf", "lightgcn", "text_only", "additive", "fused")
+PROTOCOLS = ("recbole", "temporal")
+
+# Published RecBole-GNN results on this protocol (results/social/lastfm.md), for the table.
+PUBLISHED_LASTFM = {
+    "BPR": {"recall@10": 0.1761, "ndcg@10": 0.1674, "hr@10": 0.5573},
+    "LightGCN": {"recall@10": 0.2064, "ndcg@10": 0.1972, "hr@10": 0.6322},
+    "DiffNet": {"recall@10": 0.1757, "ndcg@10": 0.1694, "hr@10": 0.5621},
+    "MHCN": {"recall@10": 0.2123, "ndcg@10": 0.2068, "hr@10": 0.6523},
+    "SEPT": {"recall@10": 0.2127, "ndcg@10": 0.2057, "hr@10": 0.6465},
+}
+
+
+def make_split(ds: Dataset, protocol: str, seed: int, split_dir: str | Path | None = None) -> Split:
+    if split_dir is not None:
+        return load_split_dir(split_dir, ds)
+    if protocol == "recbole":
+        return recbole_split(ds.interactions, ds.n_users, ds.n_items, seed=seed)
+    if protocol == "temporal":
+        return temporal_split(ds.stream, ds.n_users, ds.n_items)
+    raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+def test_metrics(
+    score_fn: Any, split: Split, ks: tuple[int, ...] = (10, 20), device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """Test-set metrics; history = train + valid (RecBole masks both when testing)."""
+    return evaluate_full_ranking(
+        score_fn, split.n_users, split.n_items, (split.train, split.valid), split.test, ks, device=device
+    )
+
+
+@dataclass
+class ModelSpec:
+    """What ``fused`` & co. train with; the bench overrides fields from the CLI."""
+
+    dim: int = 128
+    n_layers: int = 2
+    tau: float = 0.1
+    loss: str = "softmax"
+    epochs: int = 100
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    social_weight: float = 1.0
+    weighting: str = "binary"
+    text_in_graph: bool = False
+    eval_every: int = 5
+    patience: int = 4
+    max_seconds: float = 540.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+KIND_OF = {"lightgcn": "gnn", "text_only": "text", "additive": "additive", "fused": "fused"}
+
+
+def run_model(
+    name: str,
+    ds: Dataset,
+    split: Split,
+    item_text: torch.Tensor | None,
+    spec: ModelSpec,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``name`` on ``split.train`` (early stopping on valid), return test metrics + seconds."""
+    t0 = time.perf_counter()
+    if name == "popularity":
+        pop = Popularity(split.n_items).learn_many(split.train)
+        secs = time.perf_counter() - t0
+        m = test_metrics(pop.score_many, split)
+        return {**m, "train_seconds": secs}
+    if name == "river_mf":
+        mf = RiverMF(split.n_users, split.n_items, RiverMFConfig(seed=seed)).learn_many(split.train, progress)
+        secs = time.perf_counter() - t0
+        m = test_metrics(mf.score_many, split)
+        return {**m, "train_seconds": secs, "config": {"n_factors": mf.cfg.n_factors, "epochs": mf.cfg.epochs}}
+    if name not in KIND_OF:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    from socrec_online.models.recommender import RecommenderConfig
+    from socrec_online.models.train import TrainConfig, fit
+
+    kind = KIND_OF[name]
+    needs_text = kind in ("text", "additive", "fused")
+    if needs_text and item_text is None:
+        raise ValueError(f"model {name!r} needs item text embeddings")
+    text_dim = int(item_text.shape[1]) if item_text is not None else 384
+    loss = spec.loss
+    if kind == "additive" and loss == "softmax":
+        loss = "bce"  # the additive formula's user term cancels inside a per-user softmax
+    mcfg = RecommenderConfig(
+        n_users=ds.n_users,
+        n_items=ds.n_items,
+        kind=kind,  # type: ignore[arg-type]
+        dim=spec.dim,
+        text_dim=text_dim,
+        n_layers=spec.n_layers,
+        social_weight=spec.social_weight,
+        weighting=spec.weighting,  # type: ignore[arg-type]
+        tau=spec.tau,
+        text_in_graph=spec.text_in_graph and kind == "fused",
+    )
+    tcfg = TrainConfig(
+        epochs=spec.epochs,
+        loss=loss,  # type: ignore[arg-type]
+        lr=spec.lr,
+        weight_decay=spec.weight_decay,
+        eval_every=spec.eval_every,
+        patience=spec.patience,
+        max_seconds=spec.max_seconds,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
+    fitted = fit(ds, split, mcfg, tcfg, item_text=item_text if needs_text else None)
+    secs = time.perf_counter() - t0
+    model = fitted.model
+    with torch.no_grad():
+        uv, iv = model.full_vectors(fitted.graph, fitted.item_text.to(device), fitted.interest.to(device))
+        m = test_metrics(lambda ub: model.score_many(uv[ub], iv), split, device=device)
+    r = fitted.result
+    return {
+        **m,
+        "train_seconds": secs,
+        "best_epoch": r.best_epoch,
+        "epochs_run": r.epochs_run,
+        "stopped": r.stopped,
+        "valid_ndcg@10": r.best_valid.get("ndcg@10"),
+        "config": {"model": vars(mcfg) | {}, "train": vars(replace(tcfg, progress=False))},
+    }

@@ -1,0 +1,32 @@
+"""``socrec bench quality`` writes the DESIGN.md JSON keys; ``--split-dir`` evaluates on that split."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from socrec_online.cli import app
+from socrec_online.data import load_dataset
+from socrec_online.eval.splits import recbole_split, write_split_dir
+
+
+def test_bench_quality_json_and_external_split(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ds = load_dataset("synthetic", seed=2020)
+    split = recbole_split(ds.interactions, ds.n_users, ds.n_items, seed=5)
+    write_split_dir(split, ds, tmp_path / "split")
+    out = tmp_path / "q.json"
+    r = CliRunner().invoke(
+        app,
+        ["bench", "quality", "--dataset", "synthetic", "--models", "popularity,lightgcn", "--epochs", "2",
+         "--dim", "16", "--split-dir", str(tmp_path / "split"), "--out", str(out), "--no-progress"],
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert {"dataset", "protocol", "seed", "models"} <= set(res)
+    assert res["protocol"] == "split-dir"
+    assert res["split"] == split.summary()
+    for name in ("popularity", "lightgcn"):
+        m = res["models"][name]
+        assert {"recall@10", "ndcg@10", "hr@10", "recall@20", "ndcg@20", "train_seconds"} <= set(m)
+        assert 0.0 <= m["ndcg@10"] <= 1.0
