@@ -1,0 +1,222 @@
+"""Every Prometheus metric of the service, defined once (DESIGN.md 'Metrics').
+
+One module-level registry (not prometheus_client's global one) so a test or a second app in
+the same process cannot collide with ours, and so the worker serves exactly this set plus
+the process collectors. Base units (seconds, bytes), prefix ``socrec_``, and never an id as a
+label: user/item ids would explode cardinality and leak data.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+# Fine at the low end: a stage of a 256-event batch takes ~0.1-50 ms.
+_STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+EVENTS = Counter(
+    "socrec_events_total",
+    "Input events by topic and outcome (ok, duplicate, rejected, dead_letter).",
+    ["topic", "outcome"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "socrec_dead_letters_total", "Events routed to dead-letters, by reason.", ["reason"], registry=REGISTRY
+)
+STAGE_SECONDS = Histogram(
+    "socrec_stage_duration_seconds",
+    "Time per pipeline stage of one micro-batch.",
+    ["stage"],
+    buckets=_STAGE_BUCKETS,
+    registry=REGISTRY,
+)
+E2E_LATENCY = Histogram(
+    "socrec_end_to_end_latency_seconds",
+    "Event timestamp to recommendation published.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+QUERY_LATENCY = Histogram(
+    "socrec_query_latency_seconds",
+    "Query event timestamp to its answer published.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+ITEM_FRESHNESS = Histogram(
+    "socrec_item_freshness_seconds",
+    "Item event timestamp to the item being recommendable.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+BATCH_EVENTS = Histogram(
+    "socrec_batch_events",
+    "Events per micro-batch.",
+    buckets=(1, 4, 16, 32, 64, 128, 256, 512, 1024, 4096),
+    registry=REGISTRY,
+)
+RECOMMENDATIONS = Counter(
+    "socrec_recommendations_total", "Recommendation messages published, by kind.", ["kind"], registry=REGISTRY
+)
+GRAPH_NODES = Gauge(
+    "socrec_graph_nodes", "Nodes in the worker's graph, by kind.", ["kind"], registry=REGISTRY
+)
+GRAPH_EDGES = Gauge("socrec_graph_edges", "Follow edges in the worker's graph.", registry=REGISTRY)
+MODEL_INFO = Gauge(
+    "socrec_model_info", "1 for the model version now serving.", ["version"], registry=REGISTRY
+)
+SNAPSHOT_LAST_SUCCESS = Gauge(
+    "socrec_snapshot_last_success_timestamp_seconds",
+    "When the last snapshot was published or loaded.",
+    registry=REGISTRY,
+)
+SNAPSHOTS_PUBLISHED = Counter("socrec_snapshots_published_total", "Snapshots published.", registry=REGISTRY)
+SNAPSHOT_REJECTED = Counter(
+    "socrec_snapshot_rejected_total",
+    "Snapshots refused (gate, checksum, format), by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+MODEL_SWAPS = Counter(
+    "socrec_model_swaps_total", "Model hot-swaps, by outcome.", ["outcome"], registry=REGISTRY
+)
+FINETUNE_RUNS = Counter(
+    "socrec_finetune_runs_total", "Fine-tuning runs, by outcome.", ["outcome"], registry=REGISTRY
+)
+FINETUNE_SECONDS = Histogram(
+    "socrec_finetune_duration_seconds",
+    "Duration of one fine-tuning run.",
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+    registry=REGISTRY,
+)
+ONLINE_HIT_RATIO = Gauge(
+    "socrec_online_hit_ratio",
+    "Share of recent clicks on an item recently recommended to that user.",
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "socrec_consumer_lag", "Messages not yet consumed, by topic.", ["topic"], registry=REGISTRY
+)
+TEXT_CACHE_HITS = Counter("socrec_text_cache_hits_total", "Text embedding cache hits.", registry=REGISTRY)
+TEXT_CACHE_MISSES = Counter(
+    "socrec_text_cache_misses_total", "Text embedding cache misses.", registry=REGISTRY
+)
+TEXTS_ENCODED = Counter(
+    "socrec_texts_encoded_total", "Texts run through the text encoder.", registry=REGISTRY
+)
+ANN_ITEMS = Gauge("socrec_ann_index_items", "Item vectors in the ANN index.", registry=REGISTRY)
+AGENT_ERRORS = Counter(
+    "socrec_agent_errors_total",
+    "Unexpected errors caught in a stream agent, by agent.",
+    ["agent"],
+    registry=REGISTRY,
+)
+
+_marks_lock = threading.Lock()
+_marks: dict[str, float] = {}
+
+
+def _age(name: str) -> float:
+    """Seconds since the mark; 0 before the first one, so a starting worker is not 'stuck'."""
+    with _marks_lock:
+        t = _marks.get(name)
+    return 0.0 if t is None else time.monotonic() - t
+
+
+LAST_COMMIT_AGE = Gauge(
+    "socrec_last_commit_age_seconds", "Seconds since the worker last committed offsets.", registry=REGISTRY
+)
+LAST_COMMIT_AGE.set_function(lambda: _age("commit"))
+BATCH_AGE = Gauge(
+    "socrec_batch_age_seconds", "Seconds since the worker last finished a micro-batch.", registry=REGISTRY
+)
+BATCH_AGE.set_function(lambda: _age("batch"))
+
+
+def mark_commit() -> None:
+    with _marks_lock:
+        _marks["commit"] = time.monotonic()
+
+
+def mark_batch() -> None:
+    with _marks_lock:
+        _marks["batch"] = time.monotonic()
+
+
+def last_commit_age() -> float:
+    return _age("commit")
+
+
+def batch_age() -> float:
+    return _age("batch")
+
+
+_model_version: list[str] = []
+
+
+def set_model_version(version: str) -> None:
+    """Exactly one ``socrec_model_info`` series is 1: the version serving now."""
+    for old in _model_version:
+        if old != version:
+            try:
+                MODEL_INFO.remove(old)
+            except KeyError:
+                pass
+    _model_version[:] = [version]
+    MODEL_INFO.labels(version=version).set(1)
+
+
+_stage_children: dict[str, Any] = {}
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Time a block into ``socrec_stage_duration_seconds{stage=name}`` (also on exceptions)."""
+    child = _stage_children.get(name)
+    if child is None:
+        child = _stage_children[name] = STAGE_SECONDS.labels(stage=name)
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        child.observe(time.perf_counter() - t0)
+
+
+_servers: list[Any] = []
+
+
+def start_metrics_server(host: str = "127.0.0.1", port: int = 0) -> int:
+    """Serve :data:`REGISTRY` over HTTP on a daemon thread; port 0 picks a free one. Returns the port."""
+    server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
+    _servers.append(server)
+    return int(server.server_port)
+
+
+def stop_metrics_server() -> None:
+    """Stop every server started here (the demo exits with nothing left listening)."""
+    while _servers:
+        server = _servers.pop()
+        server.shutdown()
+        server.server_close()
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
+    """Current value of one series (tests and the demo's live view read metrics through this)."""
+    return REGISTRY.get_sample_value(name, labels or {})

@@ -1,0 +1,1 @@
+"""The pure-library half of the streaming service: decoding, state, scoring (no Kafka here)."""

@@ -1,0 +1,137 @@
+"""The trained fused model behind the engine: M's inductive ``ServingState`` fed by the engine's batches.
+
+The engine stays the owner of truth (tables, filters, reasons); this adapter mirrors its graph
+into the model's growable interaction graph and answers ``score_users_items`` with the fused
+head's logits, so a snapshot swap changes the scores and nothing else a user relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from socrec_online.service.engine import Engine
+
+_UNKNOWN_USER = "\x00unknown"
+
+
+@dataclass
+class GraphChanges:
+    """What one micro-batch changed in the graph (ids, not rows: the model has its own rows)."""
+
+    item_ids: list[str] = field(default_factory=list)  # published or re-texted this batch
+    item_rows: list[int] = field(default_factory=list)  # their engine rows (for the text vectors)
+    engaged: dict[tuple[str, str], float] = field(default_factory=dict)  # (user, item) -> weight now
+    follows: list[tuple[str, str, bool]] = field(default_factory=list)  # (src, dst, undo)
+
+    def __bool__(self) -> bool:
+        return bool(self.item_ids or self.engaged or self.follows)
+
+
+class FusedScorer:
+    """A loaded snapshot, attached to one engine (one per worker; not thread-safe)."""
+
+    def __init__(self, model: Any, user_ids: Sequence[str], item_ids: Sequence[str]) -> None:
+        self.model = model
+        self.user_ids = list(user_ids)
+        self.item_ids = list(item_ids)
+        self.state: Any | None = None
+        self._item_row_map = np.zeros(0, np.int64)  # engine item row -> serving row
+
+    @classmethod
+    def load(cls, path: str | Path) -> FusedScorer:
+        """Verify and load a snapshot directory (checksums checked by the snapshot module)."""
+        from socrec_online.models.recommender import load_recommender
+
+        model, users, items, _manifest = load_recommender(path)
+        return cls(model, users, items)
+
+    def attach(self, engine: Engine) -> None:
+        """Build the serving graph from the engine's current state (start, restore, swap)."""
+        from socrec_online.models.recommender import ServingState
+
+        cfg = self.model.cfg
+        if int(cfg.text_dim) != engine.dim:
+            raise ValueError(
+                f"snapshot expects {cfg.text_dim}-d text vectors, the text tower gives {engine.dim}"
+            )
+        st = ServingState(self.model, self.user_ids, self.item_ids, device=engine.device)
+        n = len(engine.items)
+        if n:
+            st.add_items(engine.items.all_ids, engine.item_emb[:n])
+        users, items = [], []
+        for uid, act in engine.activity.items():
+            for iid, e in act.recent.items():
+                if e[0] > 0 and iid in engine.items:
+                    users.append(uid)
+                    items.append(iid)
+        if users:
+            st.learn_interactions(users, items)
+        src, dst = [], []
+        for uid, soc in engine.social.items():
+            for t in soc.following:
+                src.append(uid)
+                dst.append(t)
+        if src:
+            st.learn_follows(src, dst)
+        st.user_rows([_UNKNOWN_USER])
+        st.flush()
+        self.state = st
+        self._item_row_map = np.asarray(st.items.rows(engine.items.all_ids), np.int64)
+
+    def learn_batch(self, engine: Engine, changes: GraphChanges) -> None:
+        st = self.state
+        if st is None or not changes:
+            return
+        if changes.item_ids:
+            rows = torch.as_tensor(changes.item_rows, dtype=torch.long, device=engine.device)
+            st.add_items(changes.item_ids, engine.item_emb[rows])
+        pos = [(u, i) for (u, i), w in changes.engaged.items() if w > 0]
+        neg = [(u, i) for (u, i), w in changes.engaged.items() if w <= 0]
+        if pos:
+            st.learn_interactions([u for u, _ in pos], [i for _, i in pos])
+        if neg:
+            st.unlearn_interactions([u for u, _ in neg], [i for _, i in neg])
+        add = [(s, d) for s, d, undo in changes.follows if not undo]
+        rem = [(s, d) for s, d, undo in changes.follows if undo]
+        if add:
+            st.learn_follows([s for s, _ in add], [d for _, d in add])
+        if rem:
+            st.unlearn_follows([s for s, _ in rem], [d for _, d in rem])
+        st.flush()
+        n = len(engine.items)
+        if n > self._item_row_map.shape[0]:
+            new = st.items.rows(engine.items.ids(range(self._item_row_map.shape[0], n)))
+            self._item_row_map = np.concatenate([self._item_row_map, np.asarray(new, np.int64)])
+
+    @torch.no_grad()
+    def score_users_items(
+        self, engine: Engine, rows: np.ndarray, cand: np.ndarray, now: float, interest: Tensor | None = None
+    ) -> Tensor:
+        """Fused logits (B, C) for engine user rows (-1 = unknown user) and engine item rows.
+
+        ``interest`` (B, Dt) replaces the users' interest vectors (a query blended with them).
+        """
+        st = self.state
+        if st is None:
+            self.attach(engine)
+            st = self.state
+        assert st is not None
+        uids = [engine.users.id(int(r)) if r >= 0 else _UNKNOWN_USER for r in rows]
+        s_rows = st.user_rows(uids)
+        if interest is None:
+            interest = torch.zeros(len(rows), engine.dim, device=engine.device)
+            known = rows >= 0
+            if known.any():
+                idx = torch.from_numpy(np.nonzero(known)[0]).to(engine.device)
+                interest[idx] = engine.interest[torch.from_numpy(rows[known]).to(engine.device)]
+        uv = st.user_vectors(s_rows, interest)  # (B, k)
+        i_rows = torch.from_numpy(self._item_row_map[cand]).to(engine.device)
+        return st.score_many(uv, i_rows).float()  # type: ignore[no-any-return]  # (B, C)

@@ -1,0 +1,169 @@
+"""The authoritative per-key state the worker keeps in its (Faust) tables.
+
+One table per concern, keyed like the topic that writes it, so a key is only ever written by
+the partition that owns it: ``social`` (follower user id, from ``follows``), ``items`` (item
+id, from ``items``), ``activity`` (user id, from clicks/likes/comments/profiles/queries).
+Values are plain JSON dicts and carry the event ids already applied (bounded per key), which
+is what makes a replay after a crash change nothing. Everything else the engine holds
+(embeddings, popularity, the ANN index) is derived from these and rebuilt by ``restore``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+K_CLICK, K_LIKE, K_COMMENT = 1, 2, 4
+
+W_CLICK = 1.0
+"""A click: the weakest positive signal."""
+W_BOUNCE = 0.3
+"""A click with dwell under BOUNCE_MS: probably not interested."""
+BOUNCE_MS = 1000
+W_LIKE = 2.0
+W_CLICK_CAP = 3.0
+"""Repeated clicks on one item stop adding after this (a refresh loop is not love)."""
+COMMENT_BASE, COMMENT_SENTIMENT = 0.5, 1.5
+"""A comment weighs BASE + SENTIMENT * compound sentiment in [-1, 1]: 'this is awful' is negative."""
+MAX_COMMENTS = 10
+"""Comment texts kept per user for the interest vector."""
+MAX_UNFOLLOWED = 1000
+
+
+def comment_weight(sentiment: float) -> float:
+    return COMMENT_BASE + COMMENT_SENTIMENT * sentiment
+
+
+class RecentIds:
+    """Bounded set of applied event ids, oldest evicted first."""
+
+    __slots__ = ("_order", "_set", "limit")
+
+    def __init__(self, limit: int, ids: Iterable[str] = ()) -> None:
+        self.limit = limit
+        self._order: deque[str] = deque()
+        self._set: set[str] = set()
+        for i in ids:
+            self.add(i)
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._set
+
+    def add(self, event_id: str) -> None:
+        if event_id in self._set:
+            return
+        self._order.append(event_id)
+        self._set.add(event_id)
+        while len(self._order) > self.limit:
+            self._set.discard(self._order.popleft())
+
+    def to_list(self) -> list[str]:
+        return list(self._order)
+
+
+@dataclass
+class ItemState:
+    text: str
+    ts: float
+    author: str | None
+    tags: list[str]
+    ids: RecentIds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "ts": self.ts,
+            "author": self.author,
+            "tags": self.tags,
+            "ids": self.ids.to_list(),
+        }
+
+    @staticmethod
+    def from_json(v: dict[str, Any], id_limit: int) -> ItemState:
+        return ItemState(
+            str(v["text"]),
+            float(v["ts"]),
+            v.get("author"),
+            list(v.get("tags") or []),
+            RecentIds(id_limit, v.get("ids") or ()),
+        )
+
+
+@dataclass
+class SocialState:
+    following: dict[str, float]  # target -> since ts (insertion-ordered)
+    unfollowed: dict[str, float]  # block list: never suggested back, bounded
+    ids: RecentIds
+    last_ts: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "following": [[k, v] for k, v in self.following.items()],
+            "unfollowed": [[k, v] for k, v in self.unfollowed.items()],
+            "ids": self.ids.to_list(),
+            "last_ts": self.last_ts,
+        }
+
+    @staticmethod
+    def from_json(v: dict[str, Any], id_limit: int) -> SocialState:
+        return SocialState(
+            {str(k): float(t) for k, t in v.get("following") or ()},
+            {str(k): float(t) for k, t in v.get("unfollowed") or ()},
+            RecentIds(id_limit, v.get("ids") or ()),
+            float(v.get("last_ts") or 0.0),
+        )
+
+
+@dataclass
+class ActivityState:
+    """What one user did: recent engagements (unique items, most recent last), seen items, texts."""
+
+    ids: RecentIds
+    # Entries are tuples: immutable, so a table value may share them, and the GC need not track them.
+    recent: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # item -> (weight, ts, kinds)
+    seen: dict[str, None] = field(default_factory=dict)
+    comments: list[tuple[str, str, float, float]] = field(default_factory=list)  # (item, text, ts, sentiment)
+    profile: str | None = None
+    profile_ts: float = 0.0
+    last_ts: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recent": dict(self.recent),  # insertion order = recency, kept by JSON objects
+            "seen": list(self.seen),
+            "comments": list(self.comments),
+            "profile": self.profile,
+            "profile_ts": self.profile_ts,
+            "last_ts": self.last_ts,
+            "ids": self.ids.to_list(),
+        }
+
+    @staticmethod
+    def from_json(v: dict[str, Any], id_limit: int) -> ActivityState:
+        return ActivityState(
+            ids=RecentIds(id_limit, v.get("ids") or ()),
+            recent={
+                str(k): (float(e[0]), float(e[1]), int(e[2])) for k, e in (v.get("recent") or {}).items()
+            },
+            seen={str(i): None for i in v.get("seen") or ()},
+            comments=[(str(c[0]), str(c[1]), float(c[2]), float(c[3])) for c in v.get("comments") or ()],
+            profile=v.get("profile"),
+            profile_ts=float(v.get("profile_ts") or 0.0),
+            last_ts=float(v.get("last_ts") or 0.0),
+        )
+
+    def engage(self, item: str, delta: float, ts: float, kind: int, limit: int, seen_limit: int) -> None:
+        """Add ``delta`` to the item's entry and make it the most recent; evict the oldest beyond ``limit``."""
+        e = self.recent.pop(item, None)
+        if e is None:
+            self.recent[item] = (delta, ts, kind)
+        else:
+            self.recent[item] = (e[0] + delta, max(e[1], ts), e[2] | kind)
+        while len(self.recent) > limit:
+            del self.recent[next(iter(self.recent))]
+        self.seen.pop(item, None)
+        self.seen[item] = None
+        while len(self.seen) > seen_limit:
+            del self.seen[next(iter(self.seen))]
