@@ -1,1 +1,161 @@
-"""Service commands (broker, worker, replay, demo, bench throughput): registered on the shared apps."""
+"""Service commands (broker, worker, replay, demo, bench throughput): registered on the shared apps.
+
+``socrec_online`` never imports faust or aiokafka: the Kafka-touching commands are handed to
+``python -m streams ...`` by exec (same process id, so signals and exit codes are the real
+ones). ``socrec broker`` needs no Kafka client and runs here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from socrec_online.cli._app import app, bench_app
+
+
+def _exec_streams(*args: str) -> None:
+    """Replace this process by ``python -m streams ARGS`` (exits with its code)."""
+    argv = [sys.executable, "-m", "streams", *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+
+
+def _opt(flag: str, value: object | None) -> list[str]:
+    return [] if value is None else [flag, str(value)]
+
+
+@app.command("broker")
+def broker_cmd(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 = a free one).")] = 19092,
+    host: Annotated[str, typer.Option("--host", help="Listen and advertise on this address.")] = "127.0.0.1",
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""
+    from socrec_online.broker import EmbeddedBroker
+
+    stop = {"sig": 0}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["sig"] = signum
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with EmbeddedBroker(host=host, port=port) as broker:
+        typer.echo(f"embedded broker ready on {broker.bootstrap} (memory only; Ctrl-C stops it)")
+        typer.echo(f"  export SOCREC_KAFKA_BOOTSTRAP={broker.bootstrap}")
+        while not stop["sig"] and broker.is_running():
+            time.sleep(0.2)
+        if not broker.is_running():
+            typer.echo(f"broker exited unexpectedly; log tail:\n{broker.log_tail()}", err=True)
+            raise typer.Exit(1)
+    typer.echo("broker stopped")
+
+
+@app.command("worker")
+def worker_cmd(
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto | cpu | cuda (overrides SOCREC_DEVICE).")
+    ] = None,
+    passthrough: Annotated[
+        bool, typer.Option("--passthrough", help="Decode and re-publish only (bench baseline).")
+    ] = False,
+    ready_file: Annotated[
+        Path | None, typer.Option("--ready-file", help="Write this JSON file once ready.")
+    ] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "WARNING",
+) -> None:
+    """Run the stream worker against SOCREC_KAFKA_BOOTSTRAP (creates its topics when absent)."""
+    args = ["worker", *_opt("--device", device), *_opt("--ready-file", ready_file), "--loglevel", loglevel]
+    if passthrough:
+        args.append("--passthrough")
+    _exec_streams(*args)
+
+
+@app.command("replay")
+def replay_cmd(
+    dataset: Annotated[str, typer.Argument(help="synthetic | lastfm | files")],
+    rate: Annotated[
+        float, typer.Option("--rate", help="Interaction events per second (0 = unpaced).")
+    ] = 500.0,
+    events: Annotated[
+        int | None, typer.Option("--events", help="Interaction events after the bootstrap (default all).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Dataset directory (lastfm, files).")
+    ] = None,
+    no_bootstrap: Annotated[
+        bool, typer.Option("--no-bootstrap", help="Skip the catalogue/graph/profiles burst.")
+    ] = False,
+    dataset_ts: Annotated[
+        bool, typer.Option("--dataset-ts", help="Keep dataset timestamps (default: wall clock).")
+    ] = False,
+) -> None:
+    """Produce a dataset's events to SOCREC_KAFKA_BOOTSTRAP: catalogue, graph, profiles, then interactions."""
+    args = ["replay", dataset, "--rate", str(rate), *_opt("--events", events), *_opt("--data-dir", data_dir)]
+    if no_bootstrap:
+        args.append("--no-bootstrap")
+    if dataset_ts:
+        args.append("--dataset-ts")
+    _exec_streams(*args)
+
+
+@app.command("demo")
+def demo_cmd(
+    events: Annotated[
+        int, typer.Option("--events", help="Interaction events replayed after the bootstrap.")
+    ] = 6000,
+    rate: Annotated[float, typer.Option("--rate", help="Interaction events per second.")] = 100.0,
+    dataset: Annotated[str, typer.Option("--dataset", help="synthetic | lastfm | files")] = "synthetic",
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Dataset directory (lastfm, files).")
+    ] = None,
+    users: Annotated[
+        int, typer.Option("--users", help="Users whose recommendations the live view shows.")
+    ] = 5,
+    no_live: Annotated[bool, typer.Option("--no-live", help="Log lines instead of the live view.")] = False,
+    scale: Annotated[
+        float, typer.Option("--scale", help="Synthetic dataset size factor (users and items).")
+    ] = 1.0,
+) -> None:
+    """Embedded broker + worker + live replay, with a live view; exits cleanly after --events or Ctrl-C."""
+    args = ["demo", "--events", str(events), "--rate", str(rate), "--dataset", dataset, "--users", str(users)]
+    args += [*_opt("--data-dir", data_dir), "--scale", str(scale)]
+    if no_live:
+        args.append("--no-live")
+    _exec_streams(*args)
+
+
+@bench_app.command("throughput")
+def bench_throughput_cmd(
+    events: Annotated[int, typer.Option("--events", help="Backlog events of the throughput phases.")] = 20000,
+    rate: Annotated[float, typer.Option("--rate", help="Events per second of the latency phase.")] = 500.0,
+    latency_events: Annotated[
+        int, typer.Option("--latency-events", help="Events of the latency phase.")
+    ] = 10000,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
+    out: Annotated[Path | None, typer.Option("--out", help="JSON output path.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="PNG: latency histogram and throughput over time.")
+    ] = None,
+    phases: str = typer.Option(
+        "passthrough,throughput,latency", "--phases", help="Subset of the phases to run."
+    ),
+) -> None:
+    """Full pipeline vs pass-through events/s, latency p50/p95/p99 at --rate, item freshness."""
+    args = [
+        "bench-throughput",
+        "--events",
+        str(events),
+        "--rate",
+        str(rate),
+        "--latency-events",
+        str(latency_events),
+    ]
+    args += ["--device", device, "--phases", phases, *_opt("--out", out), *_opt("--plot", plot)]
+    _exec_streams(*args)

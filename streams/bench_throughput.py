@@ -1,0 +1,376 @@
+"""``socrec bench throughput``: the service measured through the embedded broker, in one run.
+
+Phases (each on its own topic prefix and consumer group, same broker, real worker processes):
+
+1. ``passthrough``: a backlog of ``events`` records, drained by the pass-through agent (decode,
+   validate, re-publish): the ceiling Faust + Kafka + JSON set on this machine.
+2. ``throughput``: the same backlog drained by the full pipeline (graph, text tower,
+   incremental propagation, scoring, publishing). Sustained events/s is measured between 10 %
+   and 90 % of the backlog (start-up and tail excluded) from the worker's own
+   ``socrec_events_total``.
+3. ``latency``: a worker already caught up; the catalogue/graph burst, then ``latency_events``
+   interactions at ``rate`` events/s stamped with the wall clock; latency = Kafka timestamp of the
+   recommendation - event ts. Item freshness probes run meanwhile: a new item, then a query
+   with its text every 100 ms until an answer contains the item; freshness = that answer's
+   publish time - the item event's ts (an upper bound, 100 ms resolution).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from socrec_online.broker import EmbeddedBroker, free_port
+from socrec_online.data import load_dataset
+from socrec_online.events import Event, ItemPublished, Query
+from socrec_online.settings import Settings
+from streams.admin import ensure_topics
+from streams.observe import OutputWatcher, percentiles, scrape, wait_drained
+from streams.procs import WorkerProcess
+from streams.replay import EventProducer, produce, split_stream
+from streams.topics import required_topics
+
+PROBE_EVERY_S = 2.0
+PROBE_POLL_S = 0.1
+PROBE_TIMEOUT_S = 5.0
+_PROBE_WORDS = [
+    "amber",
+    "basalt",
+    "cobalt",
+    "dune",
+    "ember",
+    "fjord",
+    "glacier",
+    "harbor",
+    "indigo",
+    "jasper",
+    "kelp",
+    "lagoon",
+    "meadow",
+    "nebula",
+    "obsidian",
+    "prairie",
+    "quartz",
+    "reef",
+    "savanna",
+    "tundra",
+    "umber",
+    "volcano",
+    "willow",
+    "xenon",
+    "yarrow",
+    "zephyr",
+]
+
+
+def _env(broker: EmbeddedBroker, workdir: Path, prefix: str, device: str) -> dict[str, str]:
+    return {
+        "SOCREC_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "SOCREC_EMBEDDED_BROKER": os.environ.get("SOCREC_EMBEDDED_BROKER", "true"),
+        "SOCREC_TOPIC_PREFIX": prefix,
+        "SOCREC_APP_ID": f"bench-{prefix.strip('.')}",
+        "SOCREC_METRICS_PORT": str(free_port()),
+        "SOCREC_WEB_PORT": str(free_port()),
+        "SOCREC_DATA_DIR": str(workdir / prefix.strip(".")),
+        "SOCREC_DEVICE": device,
+    }
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    os.environ.update(env)
+    return Settings()
+
+
+def _sustained(samples: list[tuple[float, float]], target: float) -> float:
+    """events/s between 10 % and 90 % of ``target`` done."""
+    lo = next(((t, d) for t, d in samples if d >= 0.1 * target), None)
+    hi = next(((t, d) for t, d in samples if d >= 0.9 * target), None)
+    if lo is None or hi is None or hi[0] <= lo[0]:
+        done = [(t, d) for t, d in samples if d > 0]
+        if len(done) < 2 or done[-1][0] <= done[0][0]:
+            return 0.0
+        return (done[-1][1] - done[0][1]) / (done[-1][0] - done[0][0])
+    return (hi[1] - lo[1]) / (hi[0] - lo[0])
+
+
+async def _backlog_phase(
+    broker: EmbeddedBroker, workdir: Path, prefix: str, device: str, events: list[Event], passthrough: bool
+) -> dict[str, Any]:
+    env = _env(broker, workdir, prefix, device)
+    settings = _settings(env)
+    await ensure_topics(settings, required_topics(settings, passthrough=passthrough))
+    async with EventProducer(settings) as producer:
+        sent = await produce(producer, events, 0.0)
+    worker = WorkerProcess(env, passthrough=passthrough, log_path=workdir / f"{prefix.strip('.')}.log")
+    worker.start()
+    try:
+        t0 = time.monotonic()
+        await asyncio.to_thread(worker.wait_ready, 600)
+        ready_s = time.monotonic() - t0
+        done, samples = await wait_drained(int(env["SOCREC_METRICS_PORT"]), sent.sent, idle_timeout=60)
+        final = await asyncio.to_thread(scrape, int(env["SOCREC_METRICS_PORT"]))
+    finally:
+        await asyncio.to_thread(worker.stop)
+    t_start = samples[0][0]
+    return {
+        "events": sent.sent,
+        "processed": int(done),
+        "events_per_s": _sustained(samples, sent.sent),
+        "startup_s": ready_s,
+        "series": [(round(t - t_start, 3), d) for t, d in samples],
+        "stage_seconds": {
+            k.split('stage="')[1].rstrip('"}'): v
+            for k, v in final.items()
+            if k.startswith("socrec_stage_duration_seconds_sum{")
+        },
+    }
+
+
+async def _latency_phase(
+    broker: EmbeddedBroker, workdir: Path, device: str, head: list[Event], live: list[Event], rate: float
+) -> dict[str, Any]:
+    env = _env(broker, workdir, "lat.", device)
+    settings = _settings(env)
+    await ensure_topics(settings, required_topics(settings))
+    worker = WorkerProcess(env, log_path=workdir / "lat.log").start()
+    sent_ts: dict[str, float] = {}
+    latencies: list[float] = []
+    query_lat: list[float] = []
+    probe_items: dict[str, float] = {}  # item id -> item event ts
+    found: dict[str, float] = {}  # item id -> freshness seconds
+    measuring = {"on": False}
+
+    def on_rec(p: dict[str, Any], published: float) -> None:
+        src = sent_ts.get(p.get("source_event_id") or "")
+        kind = p.get("kind")
+        if src is not None and measuring["on"]:
+            if kind == "items":
+                latencies.append(published - src)
+            elif kind == "query":
+                query_lat.append(published - src)
+        if kind == "query":
+            for it in p.get("items", []):
+                iid = it.get("id")
+                if iid in probe_items and iid not in found:
+                    found[iid] = published - probe_items[iid]
+
+    try:
+        await asyncio.to_thread(worker.wait_ready, 600)
+        watcher = OutputWatcher(settings, on_rec)
+        await watcher.start()
+        port = int(env["SOCREC_METRICS_PORT"])
+        async with EventProducer(settings) as producer:
+            boot = await produce(producer, head, 0.0)
+            await wait_drained(port, boot.sent, idle_timeout=60)
+            measuring["on"] = True
+            rng = random.Random(0)
+
+            async def probes() -> None:
+                k = 0
+                while True:
+                    await asyncio.sleep(PROBE_EVERY_S)
+                    k += 1
+                    words = " ".join(rng.sample(_PROBE_WORDS, 6))
+                    item = ItemPublished(f"probe-item-{k}", f"probe-{k}", time.time(), f"{words} {k}")
+                    probe_items[item.item_id] = item.ts
+                    await producer.send(item)
+                    t_end = time.monotonic() + PROBE_TIMEOUT_S
+                    q = 0
+                    while item.item_id not in found and time.monotonic() < t_end:
+                        q += 1
+                        query = Query(f"probe-q-{k}-{q}", "bench-prober", time.time(), item.text)
+                        sent_ts[query.event_id] = query.ts
+                        await producer.send(query)
+                        await asyncio.sleep(PROBE_POLL_S)
+
+            prober = asyncio.create_task(probes())
+
+            def on_sent(ev: Event) -> None:
+                sent_ts[ev.event_id] = ev.ts
+
+            t0 = time.monotonic()
+            stats = await produce(producer, live, rate, on_sent=on_sent)
+            produce_s = time.monotonic() - t0
+            prober.cancel()
+            try:
+                await prober
+            except asyncio.CancelledError:
+                pass
+        await wait_drained(port, boot.sent + stats.sent, idle_timeout=30)
+        await asyncio.sleep(1.0)
+        await watcher.stop()
+        final = await asyncio.to_thread(scrape, port)
+    finally:
+        await asyncio.to_thread(worker.stop)
+    fresh = list(found.values())
+    return {
+        "events": stats.sent,
+        "offered_rate": rate,
+        "achieved_rate": stats.sent / produce_s if produce_s > 0 else 0.0,
+        "latency_s": latencies,
+        "query_latency_s": query_lat,
+        "freshness_s": fresh,
+        "probes": len(probe_items),
+        "probes_missed": len(probe_items) - len(found),
+        "worker_e2e_count": final.get("socrec_end_to_end_latency_seconds_count", 0.0),
+    }
+
+
+def _ms(d: dict[str, float]) -> dict[str, float | None]:
+    """Seconds -> ms; NaN (no samples) -> None, so the JSON stays strict."""
+    return {k: (None if math.isnan(v) else round(v * 1000.0, 1)) for k, v in d.items()}
+
+
+async def _bench(
+    events: int, rate: float, latency_events: int, device: str, phases: list[str], workdir: Path
+) -> dict[str, Any]:
+    ds = load_dataset("synthetic", seed=0)
+    head, rest = split_stream(ds)
+    interactions = list(islice(rest, max(events, latency_events)))
+    backlog = (head + interactions)[:events]
+    result: dict[str, Any] = {
+        "device": device,
+        "events": events,
+        "rate": rate,
+        "latency_events": latency_events,
+        "cpu_count": os.cpu_count(),
+        "load_avg_start": os.getloadavg()[0],
+    }
+    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+        if "passthrough" in phases:
+            pt = await _backlog_phase(broker, workdir, "pt.", device, backlog, passthrough=True)
+            result["passthrough_events_per_s"] = round(pt["events_per_s"], 1)
+            result["passthrough"] = pt
+        if "throughput" in phases:
+            tp = await _backlog_phase(broker, workdir, "tp.", device, backlog, passthrough=False)
+            result["events_per_s"] = round(tp["events_per_s"], 1)
+            result["throughput"] = tp
+        if "latency" in phases:
+            lat = await _latency_phase(broker, workdir, device, head, interactions[:latency_events], rate)
+            result["latency_ms"] = _ms(percentiles(lat["latency_s"]))
+            fresh = lat["freshness_s"]
+            result["item_freshness_ms"] = round(max(fresh) * 1000.0, 1) if fresh else None
+            result["item_freshness"] = {
+                **_ms(percentiles(fresh)),
+                "max": round(max(fresh) * 1000.0, 1) if fresh else None,
+                "probes": lat["probes"],
+                "missed": lat["probes_missed"],
+            }
+            result["query_latency_ms"] = _ms(percentiles(lat["query_latency_s"]))
+            result["latency"] = {k: v for k, v in lat.items() if not k.endswith("_s")}
+            result["latency_samples_ms"] = [round(x * 1000.0, 2) for x in lat["latency_s"]]
+    if result.get("events_per_s") and result.get("passthrough_events_per_s"):
+        result["ratio"] = round(result["events_per_s"] / result["passthrough_events_per_s"], 3)
+    result["load_avg_end"] = os.getloadavg()[0]
+    return result
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name in ("passthrough", "throughput"):
+        series = result.get(name, {}).get("series")
+        if series:
+            a.plot([t for t, _ in series], [d for _, d in series], label=f"{name}")
+    a.set_xlabel("seconds since worker start")
+    a.set_ylabel("events processed")
+    a.set_title("backlog drain")
+    a.legend()
+    lat = result.get("latency_samples_ms") or []
+    if lat:
+        b.hist(lat, bins=60)
+        for q, v in (result.get("latency_ms") or {}).items():
+            b.axvline(v, linestyle="--", color="k", linewidth=0.8)
+            b.text(v, b.get_ylim()[1] * 0.9, q, rotation=90)
+    b.set_xlabel("event ts -> recommendation published (ms)")
+    b.set_title(f"latency at {result.get('rate')} events/s")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def run_bench(
+    *,
+    events: int = 20000,
+    rate: float = 500.0,
+    latency_events: int = 10000,
+    device: str = "auto",
+    out: Path | None = None,
+    plot: Path | None = None,
+    phases: list[str] | None = None,
+) -> int:
+    from socrec_online.settings import resolve_device
+
+    resolved = str(resolve_device(device))
+    workdir = Path(tempfile.mkdtemp(prefix="socrec-bench-"))
+    try:
+        result = asyncio.run(
+            _bench(
+                events,
+                rate,
+                latency_events,
+                resolved,
+                phases or ["passthrough", "throughput", "latency"],
+                workdir,
+            )
+        )
+    except BaseException:
+        print(f"bench failed; logs in {workdir}")
+        raise
+    samples = result.pop("latency_samples_ms", [])
+    if plot is not None:
+        _plot({**result, "latency_samples_ms": samples}, plot)
+    for phase in ("passthrough", "throughput"):
+        result.get(phase, {}).pop("series", None) if plot is None else None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    _print_table(result)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _print_table(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"socrec bench throughput (device {r.get('device')}, {r.get('cpu_count')} CPUs)")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("target", justify="right")
+    t.add_row("full pipeline events/s", f"{r.get('events_per_s', '-')}", ">= 2000")
+    t.add_row("pass-through events/s", f"{r.get('passthrough_events_per_s', '-')}", "")
+    t.add_row("ratio", f"{r.get('ratio', '-')}", "")
+    lat = r.get("latency_ms") or {}
+    t.add_row(
+        f"latency ms at {r.get('rate')} ev/s (p50/p95/p99)",
+        "/".join(str(lat.get(k, "-")) for k in ("p50", "p95", "p99")),
+        "p99 <= 250",
+    )
+    q = r.get("query_latency_ms") or {}
+    t.add_row(
+        "query latency ms (p50/p95/p99)", "/".join(str(q.get(k, "-")) for k in ("p50", "p95", "p99")), ""
+    )
+    f = r.get("item_freshness") or {}
+    t.add_row(
+        "item freshness ms (p50 / max, probes, missed)",
+        f"{f.get('p50', '-')} / {f.get('max', '-')} ({f.get('probes', 0)}, {f.get('missed', 0)})",
+        "<= 1000",
+    )
+    t.add_row(
+        "load average at start / end", f"{r.get('load_avg_start'):.1f} / {r.get('load_avg_end'):.1f}", ""
+    )
+    Console().print(t)

@@ -1,0 +1,138 @@
+"""Command line of the Kafka-touching commands; ``socrec`` forwards here (``socrec_online`` stays Kafka-free)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from socrec_online.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """SOCREC_* environment plus the flags that override it."""
+    overrides = {}
+    if getattr(args, "bootstrap", None):
+        overrides["kafka_bootstrap"] = args.bootstrap
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    return run_worker(
+        _settings(args),
+        passthrough=args.passthrough,
+        ready_file=Path(args.ready_file) if args.ready_file else None,
+        loglevel=args.loglevel.upper(),
+    )
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams.replay import replay
+
+    st = asyncio.run(
+        replay(
+            _settings(args),
+            args.dataset,
+            data_dir=args.data_dir,
+            events=args.events,
+            rate=args.rate,
+            bootstrap=not args.no_bootstrap,
+            live_ts=not args.dataset_ts,
+        )
+    )
+    print(f"sent {st.sent} events in {st.seconds:.1f}s ({st.rate:.0f} ev/s): {st.by_topic}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(
+        events=args.events,
+        rate=args.rate,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        users_shown=args.users,
+        live=not args.no_live,
+        scale=args.scale,
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from streams.bench_throughput import run_bench
+
+    return run_bench(
+        events=args.events,
+        rate=args.rate,
+        latency_events=args.latency_events,
+        device=args.device,
+        out=Path(args.out) if args.out else None,
+        plot=Path(args.plot) if args.plot else None,
+        phases=args.phases.split(","),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    w = sub.add_parser("worker", help="run the stream worker against SOCREC_KAFKA_BOOTSTRAP")
+    w.add_argument("--bootstrap", help="override SOCREC_KAFKA_BOOTSTRAP")
+    w.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    w.add_argument("--passthrough", action="store_true", help="decode and re-publish only (bench baseline)")
+    w.add_argument("--ready-file", help="write this JSON file once the worker is ready")
+    w.add_argument("--loglevel", default="WARNING")
+    w.set_defaults(fn=cmd_worker)
+
+    r = sub.add_parser("replay", help="produce a dataset's events to Kafka")
+    r.add_argument("dataset", choices=["synthetic", "lastfm", "files"])
+    r.add_argument("--data-dir")
+    r.add_argument(
+        "--events", type=int, default=None, help="interaction events after the bootstrap (default all)"
+    )
+    r.add_argument("--rate", type=float, default=500.0, help="events/s of the interactions (0 = unpaced)")
+    r.add_argument("--no-bootstrap", action="store_true", help="skip the catalogue/graph/profiles burst")
+    r.add_argument(
+        "--dataset-ts", action="store_true", help="keep the dataset's timestamps (default: wall clock)"
+    )
+    r.add_argument("--bootstrap", dest="bootstrap", help="override SOCREC_KAFKA_BOOTSTRAP")
+    r.set_defaults(fn=cmd_replay)
+
+    d = sub.add_parser("demo", help="embedded broker + worker + live replay + live view")
+    d.add_argument(
+        "--events", type=int, default=6000, help="interaction events to replay after the bootstrap"
+    )
+    d.add_argument("--rate", type=float, default=100.0, help="interaction events/s")
+    d.add_argument("--dataset", default="synthetic", choices=["synthetic", "lastfm", "files"])
+    d.add_argument("--data-dir")
+    d.add_argument("--users", type=int, default=5, help="users whose recommendations are shown")
+    d.add_argument("--no-live", action="store_true", help="plain log lines instead of the live view")
+    d.add_argument("--scale", type=float, default=1.0, help="synthetic dataset size factor (users, items)")
+    d.set_defaults(fn=cmd_demo)
+
+    b = sub.add_parser(
+        "bench-throughput", help="throughput, latency and freshness through the embedded broker"
+    )
+    b.add_argument("--events", type=int, default=20000, help="backlog events for the throughput phases")
+    b.add_argument("--rate", type=float, default=500.0, help="events/s of the latency phase")
+    b.add_argument("--latency-events", type=int, default=10000, help="events of the latency phase")
+    b.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    b.add_argument("--out", help="JSON output path")
+    b.add_argument("--plot", help="PNG latency histogram + throughput over time")
+    b.add_argument("--phases", default="passthrough,throughput,latency")
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,194 @@
+"""``socrec worker``: provision topics, load the engine, run the Faust worker, serve metrics.
+
+Start-up order matters: topics are checked/created first (a misfit is a clear error, not a
+silent mis-partitioned run); the engine loads its models before joining the consumer group
+(so a slow model load never triggers a rebalance); the engine is rebuilt from the tables
+after every table recovery, before the agent sees an event; then the ready file is written
+(tests, the demo and the bench wait on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka.errors import IllegalStateError
+
+from socrec_online import metrics
+from socrec_online.settings import Settings
+from streams.admin import TopicMismatchError, ensure_topics
+from streams.agents import Passthrough, Pipeline, register_agent
+from streams.app import create_app
+from streams.output import OutputProducer
+from streams.tables import declare_tables
+from streams.topics import Topics, base_name, declare_topics, required_topics
+
+log = logging.getLogger("socrec.worker")
+LAG_INTERVAL_S = 2.0
+DEFERRED_RETRY_S = 0.2
+
+
+class CommitSensor(faust.Sensor):
+    """Feeds socrec_last_commit_age_seconds: a worker that stops committing is visibly stuck."""
+
+    def on_commit_completed(self, consumer: Any, state: Any) -> None:
+        metrics.mark_commit()
+
+
+def _set_torch_threads(settings: Settings) -> None:
+    """Half the cores for torch by default: the event loop, the producer and often the broker share them.
+
+    Measured on the 2-core machine under load: MiniLM on 25 short texts took 1.45 s with 2 intra-op
+    threads and 0.15 s with 1 (OpenMP threads spin against the other busy threads).
+    """
+    import torch
+
+    n = settings.torch_threads or max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(n)
+    log.info("torch intra-op threads: %d", n)
+
+
+def _write_ready(path: Path, info: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, path)
+
+
+def build(
+    settings: Settings,
+    *,
+    passthrough: bool = False,
+    engine: Any | None = None,
+    ready_file: Path | None = None,
+    metrics_port: int | None = None,
+) -> tuple[faust.App, Topics, Pipeline | Passthrough]:
+    """The Faust app with its topics, tables and agent, ready for ``faust.Worker``."""
+    app = create_app(settings, app_id=f"{settings.app_id}-passthrough" if passthrough else None)
+    topics = declare_topics(app, settings)
+    app.sensors.add(CommitSensor())
+
+    def ready() -> None:
+        if ready_file is not None:
+            _write_ready(
+                ready_file,
+                {
+                    "pid": os.getpid(),
+                    "metrics_port": metrics_port,
+                    "web_port": settings.web_port,
+                    "ts": time.time(),
+                },
+            )
+        log.info("worker ready (metrics on http://%s:%s/metrics)", settings.metrics_host, metrics_port)
+
+    out = OutputProducer(settings)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _stop_output(sender: Any, **kwargs: Any) -> None:
+        await out.stop()
+
+    handler: Pipeline | Passthrough
+    if passthrough:
+        handler = Passthrough(settings, topics, out)
+
+        @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+        async def _pt_ready(sender: Any, **kwargs: Any) -> None:
+            ready()
+
+    else:
+        if engine is None:
+            from socrec_online.service.engine import Engine
+
+            _set_torch_threads(settings)
+
+            engine = Engine.from_settings(settings)
+        tables = declare_tables(app, settings, type(engine).TABLES)
+        pipeline = Pipeline(settings, topics, tables, engine, out, on_ready=ready)
+        handler = pipeline
+        recovered = {"n": 0}
+
+        async def on_recovered() -> None:
+            # Called once per table per recovery round; rebuild once every table is back.
+            recovered["n"] += 1
+            if recovered["n"] % len(tables) == 0:
+                await pipeline.restore()
+
+        for table in tables.values():
+            table.on_recover(on_recovered)
+
+        @app.timer(DEFERRED_RETRY_S)
+        async def _retry_deferred() -> None:
+            await pipeline.retry_deferred()
+
+        metrics.set_model_version(str(getattr(engine, "model_version", "zero-shot")))
+
+    register_agent(app, settings, topics, handler.handle, "passthrough" if passthrough else "process")
+
+    @app.timer(LAG_INTERVAL_S)
+    async def _consumer_lag() -> None:
+        consumer = app.consumer
+        lag: dict[str, int] = {}
+        read = getattr(consumer, "_read_offset", {})
+        for tp in consumer.assignment():
+            hw = None
+            if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:
+                continue
+            with contextlib.suppress(IllegalStateError, KeyError):
+                hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            pos = read.get(tp)
+            behind = hw - (pos + 1) if pos is not None else hw
+            name = base_name(settings, tp.topic)
+            lag[name] = lag.get(name, 0) + max(0, int(behind))
+        for name, value in lag.items():
+            metrics.CONSUMER_LAG.labels(topic=name).set(value)
+
+    return app, topics, handler
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    passthrough: bool = False,
+    ready_file: Path | None = None,
+    loglevel: str = "WARNING",
+) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code (2 = topics do not fit)."""
+    logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.environ.get("SOCREC_SWITCH_S"):
+        sys.setswitchinterval(float(os.environ["SOCREC_SWITCH_S"]))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    wanted = required_topics(settings, passthrough=passthrough)
+    try:
+        loop.run_until_complete(ensure_topics(settings, wanted))
+    except TopicMismatchError as exc:
+        print(f"socrec worker: {exc}", file=sys.stderr)
+        return 2
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    port = metrics.start_metrics_server(settings.metrics_host, settings.metrics_port)
+    print(f"socrec worker: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
+    app, _topics, handler = build(settings, passthrough=passthrough, ready_file=ready_file, metrics_port=port)
+    worker = faust.Worker(app, loop=loop, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    # Faust's terminal spinner sets the ROOT logger to DEBUG (so it can spin on every record):
+    # every aiokafka/faust debug line then builds a LogRecord, ~7 % of the worker's CPU (py-spy).
+    worker.spinner = None
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    else:
+        code = 0
+    finally:
+        if isinstance(handler, Pipeline):
+            handler.close()
+        metrics.stop_metrics_server()
+    return code
