@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint typecheck bench-quality bench-throughput clean
+.PHONY: demo test test-fast lint typecheck bench-quality bench-throughput clean prometheus-tools
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(SOCREC) demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) prometheus-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -36,6 +36,13 @@ bench-quality: $(STAMP)
 
 bench-throughput: $(STAMP)
 	$(SOCREC) bench throughput --out out/throughput.json $(BENCH_ARGS)
+
+# Debian's prometheus package: promtool (alert rule tests) and prometheus (dashboard test).
+prometheus-tools:
+	@if [ ! -x /usr/bin/promtool ] || [ ! -x /usr/bin/prometheus ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then echo "make: installing prometheus needs root: sudo apt-get install prometheus" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache runs snapshots out

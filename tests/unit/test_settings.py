@@ -40,3 +40,11 @@ def test_secrets_never_in_repr_or_dump(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_servers_bind_loopback_by_default() -> None:
     s = Settings()
     assert s.metrics_host == "127.0.0.1" and s.web_host == "127.0.0.1"
+
+
+def test_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [n for n in Settings.model_fields if f"`SOCREC_{n.upper()}`" not in readme]
+    assert not missing, f"README's settings table lacks {missing}: paste `socrec config --table`"
