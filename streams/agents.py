@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import faust
 import orjson
@@ -116,15 +116,7 @@ def decode_batch(
 
 
 class Pipeline:
-    """The full service path of one micro-batch: decode -> engine -> tables -> recommendations.
-
-    Two batches are in flight: while the engine thread computes batch N, the event loop delivers
-    batch N-1's outputs and Faust fills batch N+1 (measured: the loop's fetch/produce work took
-    ~45 % of each batch's wall time when done in series). Order is kept: the engine thread is a
-    FIFO of one, and each batch's tables/outputs are written after the previous batch's. A batch's
-    events stay referenced (``incref``) until its outputs are delivered, so their offsets are
-    committed only then (at-least-once, as before).
-    """
+    """The full service path of one micro-batch: decode -> engine -> tables -> recommendations."""
 
     def __init__(
         self,
@@ -145,11 +137,9 @@ class Pipeline:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="socrec-engine")
         self._restore_pending = True
         self._on_ready = on_ready
-        self._lock = asyncio.Lock()  # one batch submitted at a time; restore waits for the pipeline
+        self._lock = asyncio.Lock()  # one batch at a time: engine calls and table writes stay in order
         self._deferred: list[Deferred] = []
         self._ack: Callable[[faust.types.EventT], Awaitable[Any]] | None = None
-        self._tail: asyncio.Future[None] | None = None  # the last submitted batch's completion
-        self._inflight_items: dict[str, int] = {}  # items of submitted batches the engine has not applied yet
         self.batches = 0
         self.restores = 0
 
@@ -161,13 +151,7 @@ class Pipeline:
         async with self._lock:
             await self._restore()
 
-    async def _drain(self) -> None:
-        tail, self._tail = self._tail, None
-        if tail is not None:
-            await tail
-
     async def _restore(self) -> None:
-        await self._drain()
         # After a recovery Faust seeks every assigned partition back to its committed offset, so
         # events held for their items are delivered again: forget them here.
         self._deferred.clear()
@@ -183,7 +167,7 @@ class Pipeline:
             self._on_ready = None
 
     def bind_acks(self, ack: Callable[[faust.types.EventT], Awaitable[Any]]) -> None:
-        """The stream's ack: used to release events whose acks were held (deferred, or in flight)."""
+        """The stream's ack: used to release events whose acks were held while deferred."""
         self._ack = ack
 
     @property
@@ -195,29 +179,22 @@ class Pipeline:
             if self._restore_pending:
                 await self._restore()
             metrics.BATCH_EVENTS.observe(len(batch))
-            held = list(batch) if self._ack is not None else []
-            for fe in held:
-                fe.message.incref()  # the stream's own ack no longer commits it: _finish acks it
             with metrics.stage("decode"):
                 events, origins, bad = decode_batch(batch, self.settings)
-            prev = self._submit(events, origins, bad, held)
-        if prev is not None:
-            await prev  # at most two batches in flight; a failure crashes the agent here
+            for origin, exc in bad:
+                metrics.EVENTS.labels(topic=origin.topic, outcome="dead_letter").inc()
+                await self.dead_letters.send(origin, exc.reason, exc.detail)
+            await self._apply(events, origins)
+            await self.out.flush()  # delivered before this batch's offsets can be committed
+            self.batches += 1
+            metrics.mark_batch()
 
     async def retry_deferred(self) -> None:
-        """Timer: release held interactions whose item arrived, or whose grace ran out.
-
-        Also surfaces a failed batch when no later batch came to await it (the timer's
-        exception crashes the worker, like the agent's would).
-        """
-        tail = self._tail
-        if tail is not None and tail.done() and not tail.cancelled() and tail.exception() is not None:
-            metrics.AGENT_ERRORS.labels(agent="process").inc()
-            raise cast(BaseException, tail.exception())
+        """Timer: release held interactions whose item arrived, or whose grace ran out."""
         if self._deferred and not self._lock.locked():
             async with self._lock:
-                self._submit([], [], [], [])
-                await self._drain()
+                await self._apply([], [])
+                await self.out.flush()
 
     def _hold_unknown(
         self, events: list[Event], origins: list[Origin]
@@ -232,7 +209,6 @@ class Pipeline:
         cand = [(d.event, d.origin, d.deadline, True) for d in held_before]
         cand += [(e, o, now + grace, False) for e, o in zip(events, origins, strict=True)]
         arriving = {e.item_id for e, *_ in cand if isinstance(e, ItemPublished)}
-        inflight = self._inflight_items  # submitted before: the FIFO engine thread applies them first
         ready: list[Event] = []
         ready_origins: list[Origin] = []
         released: list[Origin] = []
@@ -242,7 +218,6 @@ class Pipeline:
                 grace > 0
                 and isinstance(ev, Click | Like | Comment)
                 and item not in arriving
-                and item not in inflight
                 and not self.engine.knows_item(item)
                 and now < deadline
             )
@@ -257,99 +232,43 @@ class Pipeline:
                 released.append(origin)
         return ready, ready_origins, released
 
-    def _submit(
-        self,
-        events: list[Event],
-        origins: list[Origin],
-        bad: list[tuple[Origin, DecodeError]],
-        held: list[faust.types.EventT],
-    ) -> asyncio.Future[None] | None:
-        """Queue the batch on the engine thread now; its outputs follow the previous batch's.
-
-        Returns the previous batch's completion (to bound the pipeline at two batches).
-        """
+    async def _apply(self, events: list[Event], origins: list[Origin]) -> None:
         events, origins, released = self._hold_unknown(events, origins)
+        if events:
+            await self._learn_and_publish(events, origins)
+        if self._ack is not None:
+            for origin in released:
+                if origin.event is not None:
+                    await self._ack(origin.event)
+
+    async def _learn_and_publish(self, events: list[Event], origins: list[Origin]) -> None:
         # Items first (stable): a batch that carries an item and a click on it, read from two
         # partitions in either order, then knows the item. Per-key order within a topic is kept.
         order = sorted(range(len(events)), key=lambda i: not isinstance(events[i], ItemPublished))
         events = [events[i] for i in order]
         origins = [origins[i] for i in order]
-        items = [ev.item_id for ev in events if isinstance(ev, ItemPublished)]
-        for iid in items:
-            self._inflight_items[iid] = self._inflight_items.get(iid, 0) + 1
-        fut: asyncio.Future[tuple[Any, list[dict[str, Any]]]] | None = None
-        if events:
-            loop = asyncio.get_running_loop()
-            fut = loop.run_in_executor(self._executor, self._compute, events)
-        prev = self._tail
-        self._tail = asyncio.ensure_future(
-            self._finish(prev, fut, events, origins, bad, released, held, items)
-        )
-        return prev
+        result = await self._call(self.engine.learn_many, events)
+        for index, reason, detail in result.rejected:
+            await self.dead_letters.send(origins[index], reason, detail)
+        apply_updates(self.tables, result.table_updates)
 
-    def _compute(self, events: list[Event]) -> tuple[Any, list[dict[str, Any]]]:
-        """Engine thread: learn the batch, then score every user it touched (and answer queries)."""
-        result = self.engine.learn_many(events)
+        ts_of = {ev.event_id: ev.ts for ev in events}
         payloads: list[dict[str, Any]] = []
         if result.touched_users:
             # The event that made each user's list change (their own, or a followee's for social proof).
             sources: Mapping[str, str] | None = getattr(result, "source_event_ids", None)
             if not sources:
                 sources = {ev.user_id: ev.event_id for ev in events if hasattr(ev, "user_id")}
-            payloads += self.engine.recommend_many(
+            payloads += await self._call(
+                self.engine.recommend_many,
                 result.touched_users,
                 source_event_ids={u: sources[u] for u in result.touched_users if u in sources},
                 # who-to-follow only where the user's follows/profile moved (cheaper than everyone)
                 who_to_follow=getattr(result, "who_to_follow_users", True),
             )
         if result.queries:
-            payloads += self.engine.answer_queries(result.queries)
-        return result, payloads
-
-    async def _finish(
-        self,
-        prev: asyncio.Future[None] | None,
-        fut: asyncio.Future[tuple[Any, list[dict[str, Any]]]] | None,
-        events: list[Event],
-        origins: list[Origin],
-        bad: list[tuple[Origin, DecodeError]],
-        released: list[Origin],
-        held: list[faust.types.EventT],
-        items: list[str],
-    ) -> None:
-        """Dead letters, table writes and recommendations of one batch, delivered; then its acks."""
-        result: Any = None
-        payloads: list[dict[str, Any]] = []
-        try:
-            if fut is not None:
-                result, payloads = await fut
-        finally:
-            for iid in items:
-                n = self._inflight_items.get(iid, 0) - 1
-                if n > 0:
-                    self._inflight_items[iid] = n
-                else:
-                    self._inflight_items.pop(iid, None)
-        if prev is not None:
-            await prev  # the previous batch's tables and outputs first
-        for origin, exc in bad:
-            metrics.EVENTS.labels(topic=origin.topic, outcome="dead_letter").inc()
-            await self.dead_letters.send(origin, exc.reason, exc.detail)
-        if fut is not None:
-            for index, reason, detail in result.rejected:
-                await self.dead_letters.send(origins[index], reason, detail)
-            apply_updates(self.tables, result.table_updates)
-            await self.publish(payloads, {ev.event_id: ev.ts for ev in events})
-        await self.out.flush()  # delivered before this batch's offsets can be committed
-        if self._ack is not None:
-            for origin in released:
-                if origin.event is not None:
-                    await self._ack(origin.event)
-            for fe in held:
-                await self._ack(fe)
-        if held or events:
-            self.batches += 1
-            metrics.mark_batch()
+            payloads += await self._call(self.engine.answer_queries, result.queries)
+        await self.publish(payloads, ts_of)
 
     async def publish(self, payloads: list[dict[str, Any]], ts_of: Mapping[str, float]) -> None:
         if not payloads:

@@ -163,8 +163,6 @@ def run_worker(
 ) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (2 = topics do not fit)."""
     logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if os.environ.get("SOCREC_SWITCH_S"):
-        sys.setswitchinterval(float(os.environ["SOCREC_SWITCH_S"]))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     wanted = required_topics(settings, passthrough=passthrough)
