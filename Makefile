@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(SOCREC) demo $(DEMO_ARGS)
 
 test: $(STAMP) prometheus-tools
+	$(VENV)/bin/ruff check socrec_online streams tests
+	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

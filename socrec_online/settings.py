@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Settings(BaseSettings):
@@ -153,7 +156,7 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821
+def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` means cuda when present; asking for cuda without one is an error, not a fallback."""
     import torch
 

@@ -26,7 +26,7 @@ class Interactions:
     def __len__(self) -> int:
         return int(self.user.shape[0])
 
-    def subset(self, mask_or_index: np.ndarray) -> "Interactions":
+    def subset(self, mask_or_index: np.ndarray) -> Interactions:
         return Interactions(
             self.user[mask_or_index],
             self.item[mask_or_index],
@@ -36,7 +36,7 @@ class Interactions:
         )
 
     @staticmethod
-    def empty() -> "Interactions":
+    def empty() -> Interactions:
         return Interactions(
             np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.float32), np.zeros(0, np.int8)
         )

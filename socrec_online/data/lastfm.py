@@ -42,9 +42,9 @@ def load_lastfm(data_dir: str | Path | None = None) -> Dataset:
     d = find_lastfm_dir(data_dir)
     items = IdMap()
     names: list[str] = []
-    for row in _tsv(d / "artists.dat"):
-        items.add(row[0])
-        names.append(row[1])
+    for cols in _tsv(d / "artists.dat"):
+        items.add(cols[0])
+        names.append(cols[1])
     tag_name = {r[0]: r[1] for r in _tsv(d / "tags.dat", encoding="latin-1")}
 
     users = IdMap()

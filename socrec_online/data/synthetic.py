@@ -69,20 +69,21 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
     rng.shuffle(item_ts)
     users = IdMap(f"u{u}" for u in range(cfg.n_users))
     items = IdMap(f"i{i}" for i in range(cfg.n_items))
-    texts, tags = [], []
+    texts: list[str] = []
+    tags: list[tuple[str, ...]] = []
     for i in range(cfg.n_items):
         words = TOPICS[names[item_topic[i]]]
         a, b, c = rng.choice(words, size=3, replace=False)
         texts.append(str(rng.choice(TEMPLATES)).format(a=a, b=b, c=c))
         tags.append((names[item_topic[i]].replace(" ", "-"),))
-    authors = [f"u{int(rng.integers(cfg.n_users))}" for _ in range(cfg.n_items)]
+    authors: list[str | None] = [f"u{int(rng.integers(cfg.n_users))}" for _ in range(cfg.n_items)]
 
     # Homophilous follow graph.
     sim = theta @ theta.T
     np.fill_diagonal(sim, -1)
     src, dst = [], []
     for u in range(cfg.n_users):
-        n_h = int(round(cfg.follows_per_user * cfg.homophily))
+        n_h = round(cfg.follows_per_user * cfg.homophily)
         top = np.argpartition(-sim[u], n_h * 3)[: n_h * 3]
         chosen = set(rng.choice(top, size=n_h, replace=False).tolist())
         while len(chosen) < cfg.follows_per_user:
@@ -166,4 +167,4 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
     )
 
 
-__all__ = ["KIND_COMMENT", "SyntheticConfig", "generate", "TOPICS"]
+__all__ = ["KIND_COMMENT", "TOPICS", "SyntheticConfig", "generate"]

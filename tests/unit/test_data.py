@@ -9,7 +9,17 @@ import pytest
 
 from socrec_online.data import DataFormatError, load_dataset
 from socrec_online.data.synthetic import SyntheticConfig, generate
-from socrec_online.events import Click, Comment, Follow, ItemPublished, Like, Profile, key_of, to_dict, topic_of
+from socrec_online.events import (
+    Click,
+    Comment,
+    Follow,
+    ItemPublished,
+    Like,
+    Profile,
+    key_of,
+    to_dict,
+    topic_of,
+)
 
 SMALL = SyntheticConfig(n_users=60, n_items=120, interactions_per_user=10, seed=3)
 
