@@ -444,29 +444,26 @@ class Engine:
             self._user_row(uid)
         return st
 
-    def _fol_arr(self, row: int) -> np.ndarray:
-        a = self._fol_rows.get(row)
+    @staticmethod
+    def _cached_rows(cache: dict[int, np.ndarray], row: int, ids: Iterable[str], idmap: IdMap) -> np.ndarray:
+        """Rows of ``ids`` known to ``idmap`` (in order), memoised per user row until invalidated."""
+        a = cache.get(row)
         if a is None:
-            st = self.social.get(self.users.id(row))
-            ids = list(st.following) if st else []
-            a = self._fol_rows[row] = np.fromiter((self.users.row(t) for t in ids), np.int64, len(ids))
+            rows = [r for r in map(idmap.get, ids) if r is not None]
+            a = cache[row] = np.asarray(rows, np.int64)
         return a
+
+    def _fol_arr(self, row: int) -> np.ndarray:
+        st = self.social.get(self.users.id(row)) if row not in self._fol_rows else None
+        return self._cached_rows(self._fol_rows, row, st.following if st else (), self.users)
 
     def _seen_arr(self, row: int) -> np.ndarray:
-        a = self._seen_rows.get(row)
-        if a is None:
-            st = self.activity.get(self.users.id(row))
-            ids = [i for i in st.seen if i in self.items] if st else []
-            a = self._seen_rows[row] = np.fromiter((self.items.row(i) for i in ids), np.int64, len(ids))
-        return a
+        st = self.activity.get(self.users.id(row)) if row not in self._seen_rows else None
+        return self._cached_rows(self._seen_rows, row, st.seen if st else (), self.items)
 
     def _unfollowed_arr(self, row: int) -> np.ndarray:
-        a = self._unfollowed_rows.get(row)
-        if a is None:
-            st = self.social.get(self.users.id(row))
-            ids = [u for u in st.unfollowed if u in self.users] if st else []
-            a = self._unfollowed_rows[row] = np.fromiter((self.users.row(u) for u in ids), np.int64, len(ids))
-        return a
+        st = self.social.get(self.users.id(row)) if row not in self._unfollowed_rows else None
+        return self._cached_rows(self._unfollowed_rows, row, st.unfollowed if st else (), self.users)
 
     def _clock(self, now: float | None) -> float:
         return self.clock if now is None else float(now)
