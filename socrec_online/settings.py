@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     embedded_broker: bool = Field(
         True,
         description="The broker is the embedded Tansu (no transactions, ListOffsets quirk): "
-        "the worker then configures around its quirks (small producer batches).",
+        "the worker then configures around its quirks (short session and fetch waits, changelog fences).",
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."
@@ -77,7 +77,12 @@ class Settings(BaseSettings):
     # --- Serving --------------------------------------------------------------------------
     top_k: int = Field(10, ge=1, le=200, description="Recommendations per message.")
     batch_max_events: int = Field(256, ge=1, le=100_000, description="Micro-batch size (stream.take n).")
-    batch_max_seconds: float = Field(0.05, gt=0, le=10, description="Micro-batch time bound (take within).")
+    batch_max_seconds: float = Field(0.02, gt=0, le=10, description="Micro-batch time bound (take within).")
+    engine_process: bool = Field(
+        True,
+        description="Run the worker's engine in a child process (its own interpreter lock, so learning and "
+        "scoring never stall the Kafka client); false = a thread inside the worker process.",
+    )
     fresh_window_s: float = Field(
         7 * 86400.0, gt=0, description="Items published within this window form the fresh candidate pool."
     )
@@ -130,6 +135,13 @@ class Settings(BaseSettings):
         "text on one AMX core), otherwise text_dtype; float32/bfloat16 force it. text_quantize keeps float32.",
     )
 
+    # --- Natural-language features (comments, profiles, queries) ----------------------------
+    sentiment_weighting: bool = Field(
+        True,
+        description="A comment weighs 0.5 + 1.5 x its VADER sentiment in [-1, 1] ('this is awful' lowers the "
+        "item and similar ones); false = sign ignored, every comment counts positive (abs(sentiment)): the ablation.",
+    )
+
     # --- Streams service (streams/) --------------------------------------------------------
     unknown_item_grace_s: float = Field(
         2.0,
@@ -138,6 +150,77 @@ class Settings(BaseSettings):
         description="A click/like/comment on an item not yet seen waits this long for the item's event "
         "(another partition may deliver it later) before it is dead-lettered as unknown_item; 0 = at once. "
         "The wait holds the offset commit, so nothing is lost on a crash.",
+    )
+
+    # --- Trainer (online learning: socrec_online/online, streams/trainer.py) ----------------
+    trainer_app_id: str = Field(
+        "socrec-trainer", description="Consumer group of the trainer (its own: it never takes partitions from workers)."
+    )
+    trainer_metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Prometheus port of the trainer; unset = metrics_port (its own container), set it when a "
+        "worker runs on the same host (0 = a free one).",
+    )
+    finetune_every_events: int = Field(5000, ge=1, description="Fine-tune after this many new events.")
+    finetune_every_s: float = Field(
+        600.0, gt=0, description="Fine-tune after this many seconds (with at least finetune_min_events new events)."
+    )
+    finetune_min_events: int = Field(
+        200, ge=1, description="New events needed before a time- or drift-triggered fine-tune."
+    )
+    finetune_min_pairs: int = Field(100, ge=1, description="Training interactions needed before any fine-tune.")
+    drift_delta: float = Field(
+        0.002, gt=0, lt=1, description="ADWIN confidence delta on the prequential hit signal (smaller = fewer alarms)."
+    )
+    buffer_recent_size: int = Field(20_000, ge=10, description="Recent interactions in the replay buffer.")
+    buffer_reservoir_size: int = Field(
+        20_000, ge=0, description="Reservoir sample of older interactions (0 = no memory of the past: forgets)."
+    )
+    holdout_fraction: float = Field(
+        0.1, gt=0, lt=0.9, description="Newest share of the buffer held out (never trained on) for the gate."
+    )
+    gate_tolerance: float = Field(
+        0.005, ge=0, le=1, description="Publish only if candidate recall@10 >= current recall@10 - tolerance."
+    )
+    lora_r: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="LoRA rank on the text tower during fine-tuning (0 = text tower frozen; the fusion head's text "
+        "projections still adapt). 4 is a good GPU setting; on CPU it made a fine-tune 6x slower for no gain "
+        "(README, Online learning), and workers re-encode every item at each swap of a LoRA snapshot.",
+    )
+    trainer_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="OS niceness of the trainer process, so fine-tuning yields CPU to serving; 19 also sets "
+        "Linux SCHED_IDLE (the trainer runs only on CPU time serving leaves idle); 0 = normal priority.",
+    )
+    finetune_steps: int = Field(40, ge=1, le=100_000, description="Optimizer steps per fine-tune.")
+    finetune_batch_pairs: int = Field(512, ge=1, description="Positive pairs per optimizer step.")
+    finetune_grad_accum: int = Field(
+        2, ge=1, le=1024, description="Micro-batches per step (gradient accumulation bounds memory)."
+    )
+    finetune_negatives: int = Field(32, ge=1, le=4096, description="Sampled negatives per positive.")
+    finetune_lr: float = Field(3e-3, gt=0, le=1, description="AdamW learning rate of the fine-tune.")
+    finetune_max_seconds: float = Field(300.0, gt=0, description="Wall-clock bound of one fine-tune's training loop.")
+    snapshot_keep: int = Field(10, ge=1, description="Snapshots kept on disk (CURRENT and its parent never pruned).")
+
+    # --- Reliability: liveness and debugging (socrec_online/health.py) ----------------------
+    health_stuck_after_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="GET /healthz on the metrics server answers 503 'stuck' when input is pending (consumer "
+        "lag > 0) but no micro-batch finished for this long, or the lag refresh itself stalled.",
+    )
+    debug_state_route: bool = Field(
+        False,
+        description="Serve GET /debug/state on the metrics server: the worker's table state and engine "
+        "counts as JSON (user data: for tests and incident debugging, never on a shared network).",
     )
 
     # --- Operations -----------------------------------------------------------------------

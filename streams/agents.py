@@ -2,9 +2,10 @@
 
 One agent consumes every input topic as one stream of micro-batches (``take_events``), so a
 batch that mixes items, follows and clicks is applied by the engine in one call, in order,
-and every user it touches is scored once. Engine calls run on one dedicated thread (torch
-releases the GIL), so the event loop keeps fetching, heartbeating and producing meanwhile;
-the thread is single, so engine calls never overlap.
+and every user it touches is scored once (``Engine.step``: one call per batch). Engine calls run
+on one dedicated thread, so the event loop keeps fetching, heartbeating and producing meanwhile;
+the thread is single, so engine calls never overlap. By default the engine itself lives in a
+child process (``socrec_online.service.remote``) and that thread only waits on its pipe.
 
 Inputs arrive on several topics and partitions, so a click can overtake the ``items`` event it
 refers to. Such an interaction is held (its ack too, so its offset is not committed and a crash
@@ -33,10 +34,12 @@ from mode import CrashingSupervisor
 
 from socrec_online import metrics
 from socrec_online.events import Click, Comment, Event, ItemPublished, Like, key_of
+from socrec_online.health import set_os_thread_name
 from socrec_online.service.decode import DeadLetterReason, DecodeError, dead_letter_record, decode_event
+from socrec_online.service.remote import Encoded
 from socrec_online.settings import Settings
 from streams.output import OutputProducer
-from streams.tables import apply_updates, snapshot_tables
+from streams.tables import apply_updates, fence, snapshot_tables
 from streams.topics import DEAD_LETTERS, PASSTHROUGH, RECOMMENDATIONS, Topics, base_name, topic_name
 
 log = logging.getLogger("socrec.streams")
@@ -115,6 +118,16 @@ def decode_batch(
     return events, origins, bad
 
 
+class _Outputs:
+    """What one batch must still write once the engine is done with it."""
+
+    __slots__ = ("events", "origins", "released", "result")
+
+    def __init__(self, events: list[Event], origins: list[Origin], released: list[Origin]) -> None:
+        self.events, self.origins, self.released = events, origins, released
+        self.result: dict[str, Any] | None = None
+
+
 class Pipeline:
     """The full service path of one micro-batch: decode -> engine -> tables -> recommendations."""
 
@@ -134,7 +147,12 @@ class Pipeline:
         self.out = out
         self.rec_topic = topic_name(settings, RECOMMENDATIONS)
         self.dead_letters = DeadLetters(out, settings)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="socrec-engine")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="socrec-engine",
+            initializer=set_os_thread_name,  # visible to top -H / py-spy / the liveness test
+            initargs=("socrec-engine",),
+        )
         self._restore_pending = True
         self._on_ready = on_ready
         self._lock = asyncio.Lock()  # one batch at a time: engine calls and table writes stay in order
@@ -142,6 +160,8 @@ class Pipeline:
         self._ack: Callable[[faust.types.EventT], Awaitable[Any]] | None = None
         self.batches = 0
         self.restores = 0
+        self._fences = 0
+        self._tail: asyncio.Future[None] | None = None  # the previous batch's outputs, in flight
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -155,6 +175,7 @@ class Pipeline:
         # After a recovery Faust seeks every assigned partition back to its committed offset, so
         # events held for their items are delivered again: forget them here.
         self._deferred.clear()
+        await self.quiesce()
         state = snapshot_tables(self.tables)
         t0 = time.perf_counter()
         await self._call(self.engine.restore, state)
@@ -175,6 +196,12 @@ class Pipeline:
         return len(self._deferred)
 
     async def handle(self, batch: Sequence[faust.types.EventT]) -> None:
+        """Learn and score this batch, then hand its outputs to ``_finish`` and return.
+
+        Two batches overlap: while the engine works on batch N+1, batch N's tables, fences and
+        recommendations are written and flushed. The acks of N's records are held until then
+        (``incref``), so no offset is committed before what the batch caused is delivered.
+        """
         async with self._lock:
             if self._restore_pending:
                 await self._restore()
@@ -184,17 +211,37 @@ class Pipeline:
             for origin, exc in bad:
                 metrics.EVENTS.labels(topic=origin.topic, outcome="dead_letter").inc()
                 await self.dead_letters.send(origin, exc.reason, exc.detail)
-            await self._apply(events, origins)
-            await self.out.flush()  # delivered before this batch's offsets can be committed
-            self.batches += 1
-            metrics.mark_batch()
+            held = [fe for fe in batch if self._ack is not None]
+            for fe in held:
+                fe.message.incref()
+            work = await self._apply(events, origins)
+            await self._chain(work, held)
+
+    async def _chain(self, work: _Outputs, held: list[faust.types.EventT]) -> None:
+        """At most one batch's outputs in flight: wait for the previous one, start this one."""
+        await self.quiesce()
+        self._tail = asyncio.ensure_future(self._finish(work, held))
+
+    async def quiesce(self) -> None:
+        """Wait until every batch's outputs are written and acknowledged (raises what they raised)."""
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            await tail
+
+    def raise_failed(self) -> None:
+        """Timer: a batch's outputs failed while no next batch came to notice it; crash now."""
+        tail = self._tail
+        if tail is not None and tail.done() and not tail.cancelled() and tail.exception() is not None:
+            self._tail = None
+            raise tail.exception()  # type: ignore[misc]
 
     async def retry_deferred(self) -> None:
         """Timer: release held interactions whose item arrived, or whose grace ran out."""
+        self.raise_failed()
         if self._deferred and not self._lock.locked():
             async with self._lock:
-                await self._apply([], [])
-                await self.out.flush()
+                work = await self._apply([], [])
+                await self._chain(work, [])
 
     def _hold_unknown(
         self, events: list[Event], origins: list[Origin]
@@ -232,55 +279,58 @@ class Pipeline:
                 released.append(origin)
         return ready, ready_origins, released
 
-    async def _apply(self, events: list[Event], origins: list[Origin]) -> None:
+    async def _apply(self, events: list[Event], origins: list[Origin]) -> _Outputs:
         events, origins, released = self._hold_unknown(events, origins)
+        work = _Outputs(events, origins, released)
         if events:
-            await self._learn_and_publish(events, origins)
+            # Items first (stable): a batch that carries an item and a click on it, read from two
+            # partitions in either order, then knows the item. Per-key order within a topic is kept.
+            order = sorted(range(len(events)), key=lambda i: not isinstance(events[i], ItemPublished))
+            work.events = [events[i] for i in order]
+            work.origins = [origins[i] for i in order]
+            # One call per batch: learn, score the touched users, answer the queries (the engine
+            # may live in another process, so this is one round trip).
+            work.result = await self._call(self.engine.step, work.events)
+        return work
+
+    async def _finish(self, work: _Outputs, held: list[faust.types.EventT]) -> None:
+        """A batch's outputs, in batch order: dead letters, tables (+ fences), recommendations;
+        flushed; then its records' acks."""
+        result = work.result
+        if result is not None:
+            for index, reason, detail in result["rejected"]:
+                await self.dead_letters.send(work.origins[index], reason, detail)
+            apply_updates(self.tables, result["table_updates"])
+            if self.settings.embedded_broker:
+                self._fences += 1
+                written = [name for name, kv in result["table_updates"].items() if kv]
+                await fence(self.tables, written, self.settings.partitions, self._fences)
+            ts_of = {ev.event_id: ev.ts for ev in work.events}
+            # An engine in this process returns dicts, the engine process returns them encoded.
+            payloads = [p if isinstance(p, Encoded) else Encoded.of(p) for p in result["payloads"]]
+            await self.publish(payloads, ts_of)
+        await self.out.flush()  # delivered before this batch's offsets can be committed
         if self._ack is not None:
-            for origin in released:
+            for origin in work.released:
                 if origin.event is not None:
                     await self._ack(origin.event)
+            for fe in held:
+                await self._ack(fe)
+        if held or work.events:
+            self.batches += 1
+            metrics.mark_batch()
 
-    async def _learn_and_publish(self, events: list[Event], origins: list[Origin]) -> None:
-        # Items first (stable): a batch that carries an item and a click on it, read from two
-        # partitions in either order, then knows the item. Per-key order within a topic is kept.
-        order = sorted(range(len(events)), key=lambda i: not isinstance(events[i], ItemPublished))
-        events = [events[i] for i in order]
-        origins = [origins[i] for i in order]
-        result = await self._call(self.engine.learn_many, events)
-        for index, reason, detail in result.rejected:
-            await self.dead_letters.send(origins[index], reason, detail)
-        apply_updates(self.tables, result.table_updates)
-
-        ts_of = {ev.event_id: ev.ts for ev in events}
-        payloads: list[dict[str, Any]] = []
-        if result.touched_users:
-            # The event that made each user's list change (their own, or a followee's for social proof).
-            sources: Mapping[str, str] | None = getattr(result, "source_event_ids", None)
-            if not sources:
-                sources = {ev.user_id: ev.event_id for ev in events if hasattr(ev, "user_id")}
-            payloads += await self._call(
-                self.engine.recommend_many,
-                result.touched_users,
-                source_event_ids={u: sources[u] for u in result.touched_users if u in sources},
-                # who-to-follow only where the user's follows/profile moved (cheaper than everyone)
-                who_to_follow=getattr(result, "who_to_follow_users", True),
-            )
-        if result.queries:
-            payloads += await self._call(self.engine.answer_queries, result.queries)
-        await self.publish(payloads, ts_of)
-
-    async def publish(self, payloads: list[dict[str, Any]], ts_of: Mapping[str, float]) -> None:
+    async def publish(self, payloads: list[Encoded], ts_of: Mapping[str, float]) -> None:
         if not payloads:
             return
         with metrics.stage("publish"):
             for p in payloads:
-                await self.out.send(self.rec_topic, str(p["user_id"]), orjson.dumps(p))
+                await self.out.send(self.rec_topic, p.user_id, p.data)
         now = time.time()
         for p in payloads:
-            kind = p.get("kind", "items")
+            kind = p.kind
             metrics.RECOMMENDATIONS.labels(kind=kind).inc()
-            src_ts = ts_of.get(p.get("source_event_id") or "")
+            src_ts = ts_of.get(p.source_event_id or "")
             if src_ts is None:
                 continue
             if kind == "query":
@@ -290,6 +340,9 @@ class Pipeline:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()  # the engine process, when there is one
 
 
 class Passthrough:
@@ -336,9 +389,16 @@ def register_agent(
         async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_max_seconds):
             try:
                 await handler(batch)
-            except Exception as exc:
-                metrics.AGENT_ERRORS.labels(agent=name).inc()
-                log.error("agent %s failed; crashing the worker so it restarts and replays: %r", name, exc)
+            except BaseException as exc:
+                # take_events acks the whole buffer in a ``finally`` even when the batch failed or
+                # was cancelled (SIGTERM mid-batch), and the shutdown then commits those offsets:
+                # the batch would be lost. One extra reference per event keeps them uncommitted,
+                # so the restart replays them (the engine is idempotent on event_id).
+                for ev in batch:
+                    ev.message.incref()
+                if isinstance(exc, Exception):
+                    metrics.AGENT_ERRORS.labels(agent=name).inc()
+                    log.error("agent %s failed; crashing the worker so it restarts and replays: %r", name, exc)
                 raise
 
     process.__name__ = name

@@ -4,7 +4,7 @@ Every Faust knob the service depends on is derived here, so a worker, the bench 
 tests cannot disagree. Embedded-broker quirks are configured around here, automatically:
 Tansu holds each JoinGroup for session_timeout/2 (so a short session timeout), and its
 ListOffsets(latest) can point inside the last batch, which makes changelog recovery lose
-its tail unless every record is its own batch (``producer_max_batch_size=1``); and it holds a
+its tail (the pipeline writes changelog fences: ``streams/tables.py``); and it holds a
 fetch for its whole max wait even when data arrives (so a short one, or latency is ~0.5 s).
 """
 
@@ -23,7 +23,7 @@ from socrec_online.settings import Settings
 SESSION_TIMEOUT_S = 6.0
 HEARTBEAT_INTERVAL_S = 1.0
 PRODUCER_LINGER_S = 0.005
-EMBEDDED_FETCH_MAX_WAIT_MS = 50
+EMBEDDED_FETCH_MAX_WAIT_MS = 20
 
 
 def broker_urls(settings: Settings) -> list[str]:
@@ -95,8 +95,6 @@ def faust_settings(settings: Settings, *, app_id: str | None = None) -> dict[str
         "value_serializer": "raw",
         "processing_guarantee": "at_least_once",
     }
-    if settings.embedded_broker:
-        conf["producer_max_batch_size"] = 1  # each record its own batch: full changelog recovery on Tansu
     return conf
 
 

@@ -102,6 +102,21 @@ def _sustained(samples: list[tuple[float, float]], target: float) -> float:
     return (hi[1] - lo[1]) / (hi[0] - lo[0])
 
 
+def _cpu_seconds(pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of the worker process and of its children (the engine process)."""
+    import psutil
+
+    if pid is None:
+        return {}
+    try:
+        proc = psutil.Process(pid)
+        out = {"worker": sum(proc.cpu_times()[:2])}
+        out["engine"] = sum(sum(c.cpu_times()[:2]) for c in proc.children(recursive=True))
+    except psutil.Error:
+        return {}
+    return out
+
+
 async def _backlog_phase(
     broker: EmbeddedBroker, workdir: Path, prefix: str, device: str, events: list[Event], passthrough: bool
 ) -> dict[str, Any]:
@@ -116,7 +131,9 @@ async def _backlog_phase(
         t0 = time.monotonic()
         await asyncio.to_thread(worker.wait_ready, 600)
         ready_s = time.monotonic() - t0
+        cpu0 = _cpu_seconds(worker.pid)
         done, samples = await wait_drained(int(env["SOCREC_METRICS_PORT"]), sent.sent, idle_timeout=60)
+        cpu1 = _cpu_seconds(worker.pid)
         final = await asyncio.to_thread(scrape, int(env["SOCREC_METRICS_PORT"]))
     finally:
         await asyncio.to_thread(worker.stop)
@@ -126,6 +143,8 @@ async def _backlog_phase(
         "processed": int(done),
         "events_per_s": _sustained(samples, sent.sent),
         "startup_s": ready_s,
+        # where the cores went while the backlog drained (wall-clock figures depend on the machine's load)
+        "cpu_seconds": {k: round(v - cpu0.get(k, 0.0), 2) for k, v in cpu1.items()},
         "series": [(round(t - t_start, 3), d) for t, d in samples],
         "stage_seconds": {
             k.split('stage="')[1].rstrip('"}'): v

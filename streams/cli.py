@@ -77,6 +77,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_trainer(args: argparse.Namespace) -> int:
+    from streams.trainer import run_trainer
+
+    return run_trainer(
+        _settings(args),
+        ready_file=Path(args.ready_file) if args.ready_file else None,
+        loglevel=args.loglevel.upper(),
+    )
+
+
+def cmd_announce(args: argparse.Namespace) -> int:
+    """Announce VERSION on model-updates (``socrec snapshots rollback`` calls this)."""
+    from socrec_online.snapshot import verify_snapshot
+    from streams.model_updates import announce
+
+    s = _settings(args)
+    path = s.snapshot_dir / args.version
+    manifest = verify_snapshot(path)  # never announce what a worker would refuse
+    scores = {k: v for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, int | float)}
+    asyncio.run(announce(s, args.version, str(path), scores))
+    print(f"announced {args.version} on {s.topic_prefix}model-updates")
+    return 0
+
+
+def cmd_bench_online(args: argparse.Namespace) -> int:
+    from streams.bench_online import run_latency
+
+    return run_latency(
+        events=args.events,
+        rate=args.rate,
+        out=Path(args.out) if args.out else None,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -115,6 +151,26 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=float, default=1.0, help="synthetic dataset size factor (users, items)")
     d.set_defaults(fn=cmd_demo)
 
+    t = sub.add_parser("trainer", help="fine-tune from the live stream, publish gated snapshots")
+    t.add_argument("--bootstrap", help="override SOCREC_KAFKA_BOOTSTRAP")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--ready-file", help="write this JSON file once the trainer consumes")
+    t.add_argument("--loglevel", default="INFO")
+    t.set_defaults(fn=cmd_trainer)
+
+    a = sub.add_parser("announce", help="announce a snapshot version on model-updates")
+    a.add_argument("version")
+    a.add_argument("--bootstrap", dest="bootstrap", help="override SOCREC_KAFKA_BOOTSTRAP")
+    a.set_defaults(fn=cmd_announce)
+
+    bo = sub.add_parser("bench-online", help="worker p99 with and without a trainer fine-tuning")
+    bo.add_argument("--events", type=int, default=3000, help="events per phase")
+    bo.add_argument("--rate", type=float, default=100.0, help="events/s")
+    bo.add_argument("--dataset", default="synthetic", choices=["synthetic", "lastfm", "files"])
+    bo.add_argument("--data-dir")
+    bo.add_argument("--out", help="JSON output path")
+    bo.set_defaults(fn=cmd_bench_online)
+
     b = sub.add_parser(
         "bench-throughput", help="throughput, latency and freshness through the embedded broker"
     )
@@ -126,7 +182,35 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--plot", help="PNG latency histogram + throughput over time")
     b.add_argument("--phases", default="passthrough,throughput,latency")
     b.set_defaults(fn=cmd_bench)
+
+    rb = sub.add_parser("bench-reliability", help="kill -9 recovery, poison input, sustained load (long variants)")
+    rb.add_argument("--kills", type=int, default=10, help="kill -9 of the worker during the crash phase")
+    rb.add_argument("--events", type=int, default=20000, help="events of the crash-recovery stream")
+    rb.add_argument("--rate", type=float, default=200.0, help="events/s of the crash-recovery stream")
+    rb.add_argument("--duration-s", type=float, default=300.0, help="seconds of the sustained-load phase")
+    rb.add_argument("--load-rate", type=float, default=200.0, help="events/s of the sustained-load phase")
+    rb.add_argument("--bad", type=int, default=5000, help="bad records of the poison phase")
+    rb.add_argument("--tiny-model", action="store_true", help="a tiny random text model instead of MiniLM")
+    rb.add_argument("--out", help="JSON output path")
+    rb.add_argument("--plot", help="PNG: lag and worker RSS over the sustained-load phase")
+    rb.set_defaults(fn=cmd_bench_reliability)
     return p
+
+
+def cmd_bench_reliability(args: argparse.Namespace) -> int:
+    from streams.bench_reliability import run_bench as run_reliability
+
+    return run_reliability(
+        kills=args.kills,
+        events=args.events,
+        rate=args.rate,
+        duration_s=args.duration_s,
+        load_rate=args.load_rate,
+        bad=args.bad,
+        tiny_model=args.tiny_model,
+        out=Path(args.out) if args.out else None,
+        plot=Path(args.plot) if args.plot else None,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

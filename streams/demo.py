@@ -1,9 +1,11 @@
 """``socrec demo``: the whole service on one machine, live, then a clean exit.
 
-Embedded broker -> a real worker process -> a live replay of a dataset (catalogue, graph and
+Embedded broker -> a real worker process and a real trainer process -> a live replay of a dataset (catalogue, graph and
 profiles first, then ``events`` interactions at ``rate``) -> a rich live view of what the
 operator cares about: events/s, end-to-end latency percentiles, and what a few users are
-being recommended, and why. Every child process is stopped on exit, Ctrl-C included.
+being recommended, and why, and which model version serves them (the trainer fine-tunes
+from the stream, publishes gated snapshots, and the worker hot-swaps them live). Every child
+process is stopped on exit, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class DemoState:
         self.latest: dict[str, dict[str, Any]] = {}
         self.done_samples: deque[tuple[float, float]] = deque(maxlen=64)
         self.model_version = "?"
+        self.trainer_url = ""
+        self.trainer_port = 0
+        self.finetunes: dict[str, int] = {}
 
     def on_sent(self, ev: Event) -> None:
         self.sent += 1
@@ -93,7 +98,10 @@ class DemoState:
         )
         stats.add_row("recommendations", ", ".join(f"{k} {v}" for k, v in sorted(self.recs.items())) or "-")
         stats.add_row("dead letters", ", ".join(f"{k} {v}" for k, v in sorted(self.dead.items())) or "0")
-        stats.add_row("model", self.model_version)
+        stats.add_row("model serving", self.model_version)
+        if self.trainer_url:
+            runs = ", ".join(f"{k} {v}" for k, v in sorted(self.finetunes.items()) if v) or "none yet"
+            stats.add_row("trainer fine-tunes", runs)
         stats.add_row("metrics", self.metrics_url)
         recs = Table(title="latest recommendations", expand=True, show_lines=False)
         recs.add_column("user", no_wrap=True)
@@ -133,6 +141,10 @@ async def _demo(
             sample = await asyncio.to_thread(scrape, metrics_port)
             if sample:
                 state.done_samples.append((time.monotonic(), events_done(sample)))
+            if state.trainer_port:
+                t = await asyncio.to_thread(scrape, state.trainer_port)
+                for o in ("published", "rejected", "failed"):
+                    state.finetunes[o] = int(t.get(f'socrec_finetune_runs_total{{outcome="{o}"}}', 0))
             if live is not None:
                 live.update(state.render())
             else:
@@ -196,6 +208,7 @@ def run_demo(
 
     broker = EmbeddedBroker(log_path=workdir / "broker.log")
     worker: WorkerProcess | None = None
+    trainer: WorkerProcess | None = None
     code = 0
     try:
         broker.start()
@@ -206,16 +219,26 @@ def run_demo(
             "SOCREC_METRICS_PORT": str(metrics_port),
             "SOCREC_WEB_PORT": str(free_port(base.web_host)),
             "SOCREC_DATA_DIR": str(workdir / "data"),
+            "SOCREC_SNAPSHOT_DIR": str(workdir / "snapshots"),
+            "SOCREC_TRAINER_METRICS_PORT": str(free_port(base.metrics_host)),
+            # a short demo should see a few fine-tunes (the production default is every 5000 events)
+            "SOCREC_FINETUNE_EVERY_EVENTS": os.environ.get("SOCREC_FINETUNE_EVERY_EVENTS", "1500"),
         }
         os.environ.update(env)  # this process's producer and watcher use the same settings
         settings = Settings()
         metrics_url = f"http://{settings.metrics_host}:{metrics_port}/metrics"
         console.print(f"broker on [cyan]{broker.bootstrap}[/] (embedded, memory only)")
         console.print(f"Prometheus metrics: [cyan]{metrics_url}[/]")
+        from streams.trainer import TrainerProcess
+
         worker = WorkerProcess(env, log_path=workdir / "worker.log", loglevel="WARNING").start()
-        with console.status("starting the worker (loading the text model, joining the group)..."):
+        trainer = TrainerProcess(env, log_path=workdir / "trainer.log", loglevel="INFO").start()
+        with console.status("starting the worker and the trainer (loading the text model, joining groups)..."):
             worker.wait_ready(timeout=300)
+            trainer.wait_ready(timeout=300)
         state = DemoState(watch, metrics_url)
+        state.trainer_port = int(env["SOCREC_TRAINER_METRICS_PORT"])
+        state.trainer_url = f"http://{settings.metrics_host}:{state.trainer_port}/metrics"
         if live:
             with Live(state.render(), console=console, refresh_per_second=4) as lv:
                 asyncio.run(_demo(state, settings, metrics_port, head, live_events, rate, lv, console))
@@ -225,12 +248,18 @@ def run_demo(
         console.print(
             f"[bold green]done[/]: {state.sent} events sent, recommendations {dict(state.recs)}, "
             f"dead letters {sum(state.dead.values())}; latency p50 {pct['p50'] * 1000:.0f} ms, "
-            f"p95 {pct['p95'] * 1000:.0f} ms, p99 {pct['p99'] * 1000:.0f} ms"
+            f"p95 {pct['p95'] * 1000:.0f} ms, p99 {pct['p99'] * 1000:.0f} ms; model {state.model_version}, "
+            f"fine-tunes {state.finetunes}"
         )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping the worker and the broker[/]")
         code = 130
     finally:
+        if trainer is not None:
+            trc = trainer.stop()
+            if trc not in (0, None, -15) and code == 0:
+                console.print(f"[red]trainer exited with {trc}[/]; log: {trainer.log_path}")
+                code = 1
         if worker is not None:
             rc = worker.stop()
             if rc not in (0, None, -15) and code == 0:

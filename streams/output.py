@@ -1,10 +1,7 @@
 """The producer of the service's own outputs (recommendations, dead letters, pass-through).
 
-Why not Faust's producer: on the embedded broker that one must put every record in its own
-batch (Tansu's ListOffsets quirk would otherwise cut changelog recovery short), which makes
-each send wait for the previous one's round trip: ~1.8 ms per record under load, the whole
-pass-through budget. Output topics are never recovered from, so they get normal batching
-here. At-least-once is kept by ``flush()`` before a batch is acknowledged: a record is
+Why not Faust's producer: the worker flushes Faust's producer before writing changelog fences
+(``streams/tables.py``); outputs on a producer of their own never wait on that. At-least-once is kept by ``flush()`` before a batch is acknowledged: a record is
 delivered before the offsets of the events that caused it can be committed.
 """
 

@@ -27,6 +27,7 @@ from socrec_online.settings import Settings
 from streams.admin import TopicMismatchError, ensure_topics
 from streams.agents import Passthrough, Pipeline, register_agent
 from streams.app import create_app
+from streams.liveness import install_health_route, install_state_route
 from streams.output import OutputProducer
 from streams.tables import declare_tables
 from streams.topics import Topics, base_name, declare_topics, required_topics
@@ -90,11 +91,16 @@ def build(
 
     out = OutputProducer(settings)
 
+    handler: Pipeline | Passthrough
+
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _stop_output(sender: Any, **kwargs: Any) -> None:
+        if isinstance(handler, Pipeline):
+            # the last batch's outputs: written and acked now, so their offsets can be committed
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(handler.quiesce(), timeout=10.0)
         await out.stop()
 
-    handler: Pipeline | Passthrough
     if passthrough:
         handler = Passthrough(settings, topics, out)
 
@@ -108,10 +114,20 @@ def build(
 
             _set_torch_threads(settings)
 
-            engine = Engine.from_settings(settings)
+            if settings.engine_process:
+                from socrec_online.service.remote import RemoteEngine
+
+                engine = RemoteEngine(settings)
+            else:
+                engine = Engine.from_settings(settings)
         tables = declare_tables(app, settings, type(engine).TABLES)
         pipeline = Pipeline(settings, topics, tables, engine, out, on_ready=ready)
         handler = pipeline
+        from streams.model_updates import register_model_updates
+
+        register_model_updates(app, settings, pipeline)  # hot swap on model-updates (every worker)
+        if settings.debug_state_route:
+            install_state_route(app, pipeline)
         recovered = {"n": 0}
 
         async def on_recovered() -> None:
@@ -135,7 +151,9 @@ def build(
     async def _consumer_lag() -> None:
         consumer = app.consumer
         lag: dict[str, int] = {}
+        in_flight: dict[str, int] = {}
         read = getattr(consumer, "_read_offset", {})
+        committed = getattr(consumer, "_committed_offset", {})
         for tp in consumer.assignment():
             hw = None
             if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:
@@ -148,8 +166,15 @@ def build(
             behind = hw - (pos + 1) if pos is not None else hw
             name = base_name(settings, tp.topic)
             lag[name] = lag.get(name, 0) + max(0, int(behind))
+            # read but not committed: events in the take buffer or a batch (health.py: a stuck
+            # agent with everything already fetched shows lag 0 but in-flight > 0)
+            done = committed.get(tp) or 0
+            in_flight[name] = in_flight.get(name, 0) + (max(0, pos + 1 - done) if pos is not None else 0)
         for name, value in lag.items():
             metrics.CONSUMER_LAG.labels(topic=name).set(value)
+        for name, value in in_flight.items():
+            metrics.CONSUMER_IN_FLIGHT.labels(topic=name).set(value)
+        metrics.mark("lag")  # health.py: a lag reading that stops refreshing means a blocked loop
 
     return app, topics, handler
 
@@ -174,6 +199,7 @@ def run_worker(
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     port = metrics.start_metrics_server(settings.metrics_host, settings.metrics_port)
     print(f"socrec worker: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
+    install_health_route(settings)  # GET /healthz: 200 ok, 503 stuck (socrec_online/health.py)
     app, _topics, handler = build(settings, passthrough=passthrough, ready_file=ready_file, metrics_port=port)
     worker = faust.Worker(app, loop=loop, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # Faust's terminal spinner sets the ROOT logger to DEBUG (so it can spin on every record):

@@ -77,6 +77,21 @@ def worker_cmd(
     _exec_streams(*args)
 
 
+@app.command("trainer")
+def trainer_cmd(
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto | cpu | cuda (overrides SOCREC_DEVICE).")
+    ] = None,
+    ready_file: Annotated[
+        Path | None, typer.Option("--ready-file", help="Write this JSON file once consuming.")
+    ] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
+) -> None:
+    """Fine-tune from the live stream (own consumer group), publish gated snapshots, announce them."""
+    args = ["trainer", *_opt("--device", device), *_opt("--ready-file", ready_file), "--loglevel", loglevel]
+    _exec_streams(*args)
+
+
 @app.command("replay")
 def replay_cmd(
     dataset: Annotated[str, typer.Argument(help="synthetic | lastfm | files")],
@@ -128,6 +143,31 @@ def demo_cmd(
     args += [*_opt("--data-dir", data_dir), "--scale", str(scale)]
     if no_live:
         args.append("--no-live")
+    _exec_streams(*args)
+
+
+@bench_app.command("reliability")
+def bench_reliability_cmd(
+    kills: Annotated[int, typer.Option("--kills", help="kill -9 of the worker in the crash phase.")] = 10,
+    events: Annotated[int, typer.Option("--events", help="Events of the crash-recovery stream.")] = 20000,
+    rate: Annotated[float, typer.Option("--rate", help="Events/s of the crash-recovery stream.")] = 200.0,
+    duration_s: Annotated[
+        float, typer.Option("--duration-s", help="Seconds of the sustained-load phase.")
+    ] = 300.0,
+    load_rate: Annotated[float, typer.Option("--load-rate", help="Events/s of the sustained load.")] = 200.0,
+    bad: Annotated[int, typer.Option("--bad", help="Bad records of the poison phase.")] = 5000,
+    tiny_model: Annotated[
+        bool, typer.Option("--tiny-model", help="A tiny random text model instead of MiniLM.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="JSON output path.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="PNG: lag and RSS under load.")] = None,
+) -> None:
+    """kill -9 recovery vs a replay oracle, poison input, sustained load: lost, doubled, RSS growth."""
+    args = ["bench-reliability", "--kills", str(kills), "--events", str(events), "--rate", str(rate)]
+    args += ["--duration-s", str(duration_s), "--load-rate", str(load_rate), "--bad", str(bad)]
+    args += [*_opt("--out", out), *_opt("--plot", plot)]
+    if tiny_model:
+        args.append("--tiny-model")
     _exec_streams(*args)
 
 

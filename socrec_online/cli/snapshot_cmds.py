@@ -60,13 +60,35 @@ def promote_cmd(version: str, snapshot_dir: Path | None = _DIR) -> None:
 
 
 @snapshots_app.command("rollback")
-def rollback_cmd(snapshot_dir: Path | None = _DIR) -> None:
-    """Move CURRENT back to the last good version (the parent chain first)."""
+def rollback_cmd(
+    snapshot_dir: Path | None = _DIR,
+    announce: bool = typer.Option(
+        True, "--announce/--no-announce", help="Announce the version on model-updates (workers follow)."
+    ),
+) -> None:
+    """Move CURRENT back to the last good version (the parent chain first) and announce it."""
     from socrec_online.snapshot import SnapshotError, rollback
 
+    root = _root(snapshot_dir)
     try:
-        version = rollback(_root(snapshot_dir))
+        version = rollback(root)
     except SnapshotError as e:
         typer.echo(f"cannot roll back: {e}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"CURRENT = {version}")
+    if announce:
+        _announce(root, version)
+
+
+def _announce(root: Path, version: str) -> None:
+    """``python -m streams announce`` in a child (socrec_online never imports a Kafka client)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SOCREC_SNAPSHOT_DIR": str(root)}
+    done = subprocess.run([sys.executable, "-m", "streams", "announce", version], env=env, check=False)
+    if done.returncode != 0:
+        typer.echo(f"CURRENT moved to {version}, but the announcement failed: workers pick it up on restart",
+                   err=True)
+        raise typer.Exit(done.returncode)

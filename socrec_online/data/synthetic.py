@@ -3,7 +3,8 @@
 Users have latent topic mixtures; they follow people with similar tastes (homophily) plus
 some random accounts; items are written in their topic's words; clicks and likes follow
 taste plus what followed users engaged with; comments carry sentiment consistent with
-whether the item matched the commenter's taste, so sentiment-aware learning is testable.
+whether the item matched the commenter's taste, so sentiment-aware learning is testable, and a
+follower does not copy an item its followee panned in a (visible) comment (``skip_panned``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class SyntheticConfig:
     like_share: float = 0.3
     comment_share: float = 0.1
     profile_share: float = 0.5  # users who wrote a declared-interest profile
+    skip_panned: bool = True  # a followee's visible negative comment keeps followers from copying the item
     time_span_s: float = 30 * 86400.0
     start_ts: float = 1_700_000_000.0
     seed: int = 0
@@ -106,12 +108,13 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
     seen: list[set[int]] = [set() for _ in range(cfg.n_users)]
     us, its, tss, ks = [], [], [], []
     comments: list[CommentRow] = []
+    panned: list[set[int]] = [set() for _ in range(cfg.n_users)]  # items u said they disliked
     for t, u in zip(ts_all.tolist(), who.tolist(), strict=True):
         avail = item_ts <= t
         item = -1
         if rng.random() < cfg.social_influence and following[u]:
             f = int(rng.choice(following[u]))
-            cand = [i for i in history[f][-20:] if i not in seen[u]]
+            cand = [i for i in history[f][-20:] if i not in seen[u] and i not in panned[f]]
             if cand:
                 item = int(rng.choice(cand))
         if item < 0:
@@ -135,6 +138,8 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
             pool = POSITIVE if liked else NEGATIVE
             word = str(rng.choice(TOPICS[names[item_topic[item]]]))
             comments.append(CommentRow(u, item, t + 1.0, str(rng.choice(pool)).format(a=word), 1.0 if liked else -1.0))
+            if not liked and cfg.skip_panned:
+                panned[u].add(item)
     # Negative comments are on items the user clicked but did not enjoy: interactions stay (a click
     # happened), sentiment tells the model which way to weigh them.
     profiles = {}

@@ -150,8 +150,10 @@ def save_recommender(
     data_window: dict[str, Any] | None = None,
     parent: str | None = None,
     extra_config: dict[str, Any] | None = None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Any:
-    """A versioned snapshot (safetensors + manifest) plus the id lists of the trained rows."""
+    """A versioned snapshot (safetensors + manifest) plus the id lists of the trained rows
+    (and ``extra_files``, e.g. the trainer's text-tower LoRA tensors)."""
     from socrec_online.snapshot import save_snapshot
 
     tensors, config = model.to_snapshot()
@@ -159,6 +161,7 @@ def save_recommender(
     extra = {
         "user_ids.json": json.dumps(list(user_ids)).encode(),
         "item_ids.json": json.dumps(list(item_ids)).encode(),
+        **(extra_files or {}),
     }
     return save_snapshot(
         Path(root), tensors, config, metrics, parent=parent, data_window=data_window, extra_files=extra

@@ -12,7 +12,9 @@ For user ``u`` and item ``i`` (all text vectors L2-normalised, from the text tow
                              + sum_j w_j * 2^((ts_j - t_u) / interest_half_life) * e(item_j)
                              + sum_c 0.5 * sentiment_c * 2^((ts_c - t_u) / interest_half_life) * e(comment_c) )
         w_j: click 1 (0.3 under 1 s dwell, capped at 3 for repeats), like +2, comment
-             0.5 + 1.5 * VADER compound (negative for "this is awful"); t_u = u's latest event time,
+             0.5 + 1.5 * VADER compound (negative for "this is awful"; a negative comment caps the
+             item's summed weight at its own, so a click then "this is awful" nets below zero;
+             sentiment_weighting=false: |compound|); t_u = u's latest event time,
              so the vector is independent of the clock and the same after a restore.
     social(u)   = normalise( sum_{k=1..K} 0.5^(k-1) * h_k(u) ),  h_0 = interest,
                   h_k(u) = mean_{f followed by u} h_{k-1}(f)        (parameter-free K-hop propagation,
@@ -27,8 +29,9 @@ Candidates: every live item (published within ``item_ttl_s``) while the catalogu
 ``ann_threshold`` items; above it, items fresh within ``fresh_window_s`` plus the
 ``ann_candidates`` nearest items of q(u) from a faiss HNSW index plus the items followed users
 engaged with. Filters: items the user engaged with (``seen``), the user's own items, expired
-items. Reasons come from the evidence behind the pick, in this order: followed users who engaged
-("liked by 2 people you follow"; only followed users are ever counted, none is named), the most
+items. Reasons come from the evidence behind the pick, in this order: followed users who liked it
+("liked by 2 people you follow"; only followed users' public likes are ever counted, none is named;
+their clicks are private and never cited), the most
 similar of the user's recent engagements when the text term led ("similar to "<text>" you
 liked"), overlapping profile words ("matches your interests: folk"), popularity ("popular now").
 
@@ -542,9 +545,17 @@ class Engine:
                             st.engage(ev.item_id, W_LIKE, ev.ts, K_LIKE, s.recent_per_user, s.seen_per_user)
                     else:
                         sent = self._sentiment(ev.text)
+                        if not s.sentiment_weighting:  # the ablation: sign ignored, every comment positive
+                            sent = abs(sent)
+                        cw = comment_weight(sent)
+                        prev = st.recent.get(ev.item_id)
+                        if sent < 0 and prev is not None:
+                            # said in words, it overrides the implicit click: "this is awful" after a
+                            # click leaves the item (and its neighbours) at most at the comment's weight
+                            cw = min(cw, cw - prev[0])
                         st.engage(
                             ev.item_id,
-                            comment_weight(sent),
+                            cw,
                             ev.ts,
                             K_COMMENT,
                             s.recent_per_user,
@@ -1137,7 +1148,9 @@ class Engine:
     def _reasons(self, rows: np.ndarray, top: _Top) -> list[list[str]]:
         """Reasons from the evidence that contributed most; strings cached (stable wording)."""
         b, k = top.rows.shape
-        social = top.n_eng > 0  # followed users' engagement is the most persuasive evidence when present
+        # followed users' likes are the most persuasive evidence; only public acts are cited: a
+        # followee's click or view is private and never revealed (it still counts in the score)
+        social = top.n_like > 0
         textual = ~social & (top.c_text >= top.c_pop) & (top.c_text > 0) & (top.rows >= 0)
         sim, sim_item, sim_kind = self._similar(rows, top.rows, np.asarray(textual.any(axis=1)))
         similar = textual & (sim >= 0.5) & (sim_item >= 0)
@@ -1152,12 +1165,7 @@ class Engine:
                 if item_row < 0:
                     break
                 if social[bi, j]:
-                    nl = int(top.n_like[bi, j])
-                    rs.append(
-                        _count_reason("liked by", nl)
-                        if nl
-                        else _count_reason("popular with", int(top.n_eng[bi, j]))
-                    )
+                    rs.append(_count_reason("liked by", int(top.n_like[bi, j])))
                 elif similar[bi, j]:
                     rs.append(self._similar_reason(int(sim_item[bi, j]), bool(sim_kind[bi, j] & K_LIKE)))
                 elif textual[bi, j]:
@@ -1334,6 +1342,38 @@ class Engine:
             out.append(self._payload(qr.user_id, wall, "query", items, qr.event_id))
         return out
 
+    def step(self, events: Sequence[Event], now: float | None = None) -> dict[str, Any]:
+        """One micro-batch end to end (learn, then score the users it touched and answer its queries),
+        as plain data: the worker calls this once per batch, in-process or across a process boundary.
+
+        Returns ``rejected`` ([index, reason, detail]), ``table_updates``, ``payloads``, ``applied``,
+        ``duplicates`` and ``model_version``.
+        """
+        result = self.learn_many(events, now=now)
+        payloads: list[dict[str, Any]] = []
+        if result.touched_users:
+            # The event that made each user's list change (their own, or a followee's for social proof).
+            sources = result.source_event_ids or {
+                ev.user_id: ev.event_id for ev in events if hasattr(ev, "user_id")
+            }
+            payloads += self.recommend_many(
+                result.touched_users,
+                now=now,
+                source_event_ids={u: sources[u] for u in result.touched_users if u in sources},
+                # who-to-follow only where the user's follows/profile moved (cheaper than everyone)
+                who_to_follow=result.who_to_follow_users,
+            )
+        if result.queries:
+            payloads += self.answer_queries(result.queries, now=now)
+        return {
+            "rejected": [[i, str(reason), detail] for i, reason, detail in result.rejected],
+            "table_updates": result.table_updates,
+            "payloads": payloads,
+            "applied": result.applied,
+            "duplicates": result.duplicates,
+            "model_version": self.model_version,
+        }
+
     # ------------------------------------------------------------------ restore / model swap
     def restore(self, tables: Mapping[str, Mapping[str, Any]]) -> None:
         """Rebuild all state and every derived embedding from table contents (replaces current state)."""
@@ -1389,6 +1429,39 @@ class Engine:
         # collections stop rescanning it on every batch (objects are still freed by refcount).
         gc.collect()
         gc.freeze()
+
+    def load_snapshot(self, path: str) -> str:
+        """Verify, load and attach the snapshot at ``path`` now, and serve it; returns its version.
+
+        Called between batches (the worker holds the pipeline lock). A refused snapshot (truncated,
+        bit-flipped, unreadable, or not servable by this engine) raises ``SnapshotError``, is counted
+        in ``socrec_snapshot_rejected_total{reason}``, and the old model keeps serving.
+        """
+        from socrec_online.service.fused import FusedScorer
+        from socrec_online.snapshot import SnapshotError, SnapshotErrorReason
+
+        p = Path(path)
+        if p.name == self.model_version and self._pending is None:
+            return self.model_version  # announced twice (a replayed model-updates record)
+        try:
+            scorer = FusedScorer.load(p, encoder=self.encoder)
+            scorer.attach(self)
+        except SnapshotError as e:
+            metrics.SNAPSHOT_REJECTED.labels(reason=e.reason.value).inc()
+            metrics.MODEL_SWAPS.labels(outcome="refused").inc()
+            log.warning("snapshot refused, still serving %s: %s", self.model_version, e)
+            raise
+        except (ValueError, KeyError, RuntimeError, OSError) as e:
+            metrics.SNAPSHOT_REJECTED.labels(reason="incompatible").inc()
+            metrics.MODEL_SWAPS.labels(outcome="refused").inc()
+            log.warning("snapshot %s not servable, still serving %s: %s", p, self.model_version, e)
+            raise SnapshotError(SnapshotErrorReason.MALFORMED, p, f"not servable: {e}") from None
+        self._pending = None  # an older swap_model() must not override this one
+        self.model, self.model_version = scorer, p.name
+        metrics.MODEL_SWAPS.labels(outcome="ok").inc()
+        metrics.set_model_version(p.name)
+        metrics.SNAPSHOT_LAST_SUCCESS.set(time.time())
+        return p.name
 
     def swap_model(self, model: Any | None, version: str) -> None:
         """Serve ``model`` (None = zero-shot) from the next call on; in-flight batches finish on the old one."""
@@ -1479,6 +1552,6 @@ def _fused_loader() -> Callable[..., Any] | None:
         return None
 
     def load(path: Path, settings: Settings, encoder: TextEncoderLike) -> Any:
-        return FusedScorer.load(path)
+        return FusedScorer.load(path, encoder=encoder)
 
     return load

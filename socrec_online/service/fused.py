@@ -38,20 +38,38 @@ class GraphChanges:
 class FusedScorer:
     """A loaded snapshot, attached to one engine (one per worker; not thread-safe)."""
 
-    def __init__(self, model: Any, user_ids: Sequence[str], item_ids: Sequence[str]) -> None:
+    def __init__(
+        self, model: Any, user_ids: Sequence[str], item_ids: Sequence[str], text: Any | None = None
+    ) -> None:
         self.model = model
         self.user_ids = list(user_ids)
         self.item_ids = list(item_ids)
+        self.text = text  # the snapshot's own (LoRA-adapted) text tower for item texts; None = the engine's
         self.state: Any | None = None
         self._item_row_map = np.zeros(0, np.int64)  # engine item row -> serving row
 
     @classmethod
-    def load(cls, path: str | Path) -> FusedScorer:
-        """Verify and load a snapshot directory (checksums checked by the snapshot module)."""
+    def load(cls, path: str | Path, encoder: Any | None = None) -> FusedScorer:
+        """Verify and load a snapshot directory (checksums checked by the snapshot module).
+
+        A snapshot fine-tuned with LoRA on the text tower carries its adapters: they go on a copy
+        of ``encoder`` (the engine's stays untouched: the zero-shot features keep their vectors).
+        """
         from socrec_online.models.recommender import load_recommender
 
-        model, users, items, _manifest = load_recommender(path)
-        return cls(model, users, items)
+        model, users, items, manifest = load_recommender(path)
+        text = None
+        lora_cfg = manifest.get("config", {}).get("text_lora")
+        if lora_cfg:
+            text = _adapted_encoder(path, encoder, lora_cfg)
+        return cls(model, users, items, text)
+
+    def _item_text(self, engine: Engine, ids: Sequence[str], rows: Tensor) -> Tensor:
+        """(n, Dt) text vectors of engine items: the engine's, or re-encoded by the adapted tower."""
+        if self.text is None:
+            return engine.item_emb[rows]
+        texts = [st.text if (st := engine.item_state.get(i)) is not None else "" for i in ids]
+        return self.text.encode(texts).to(engine.device, torch.float32)  # type: ignore[no-any-return]
 
     def attach(self, engine: Engine) -> None:
         """Build the serving graph from the engine's current state (start, restore, swap)."""
@@ -65,7 +83,8 @@ class FusedScorer:
         st = ServingState(self.model, self.user_ids, self.item_ids, device=engine.device)
         n = len(engine.items)
         if n:
-            st.add_items(engine.items.all_ids, engine.item_emb[:n])
+            all_ids = engine.items.all_ids
+            st.add_items(all_ids, self._item_text(engine, all_ids, torch.arange(n, device=engine.device)))
         users, items = [], []
         for uid, act in engine.activity.items():
             for iid, e in act.recent.items():
@@ -92,7 +111,7 @@ class FusedScorer:
             return
         if changes.item_ids:
             rows = torch.as_tensor(changes.item_rows, dtype=torch.long, device=engine.device)
-            st.add_items(changes.item_ids, engine.item_emb[rows])
+            st.add_items(changes.item_ids, self._item_text(engine, changes.item_ids, rows))
         pos = [(u, i) for (u, i), w in changes.engaged.items() if w > 0]
         neg = [(u, i) for (u, i), w in changes.engaged.items() if w <= 0]
         if pos:
@@ -135,3 +154,22 @@ class FusedScorer:
         uv = st.user_vectors(s_rows, interest)  # (B, k)
         i_rows = torch.from_numpy(self._item_row_map[cand]).to(engine.device)
         return st.score_many(uv, i_rows).float()  # type: ignore[no-any-return]  # (B, C)
+
+
+def _adapted_encoder(path: str | Path, encoder: Any | None, lora_cfg: dict[str, Any]) -> Any:
+    """A copy of the engine's text tower with the snapshot's LoRA adapters loaded."""
+    import dataclasses
+
+    from socrec_online.models.text import TextEncoder, add_lora, load_lora_state_dict
+    from socrec_online.online.learner import read_lora
+
+    cfg = getattr(encoder, "cfg", None)
+    if cfg is None:
+        raise ValueError("this snapshot adapts the text tower (LoRA); it needs the engine's TextEncoder")
+    tensors = read_lora(path)
+    if tensors is None:
+        raise ValueError("manifest announces text_lora but the snapshot has no LoRA file")
+    text = TextEncoder(dataclasses.replace(cfg, quantize=False, dtype="float32" if cfg.quantize else cfg.dtype))
+    add_lora(text, r=int(lora_cfg.get("r", 4)), alpha=int(lora_cfg.get("alpha", 8)))
+    load_lora_state_dict(text, tensors)
+    return text

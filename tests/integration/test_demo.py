@@ -98,6 +98,8 @@ def test_demo_runs_to_the_end_and_leaves_no_process(tmp_path: Path) -> None:
     assert int(m.group(2)) > 0
     assert "latency p50" in out
     assert any("streams worker" in c for c in demo.descendants.values()), demo.descendants
+    assert any("streams trainer" in c for c in demo.descendants.values()), demo.descendants
+    assert "model " in out and "fine-tunes" in out  # the serving model_version and the trainer's runs
     assert any("tansu" in c or "broker" in c for c in demo.descendants.values()), demo.descendants
     assert demo.survivors() == []
 

@@ -212,8 +212,6 @@ def _socrec_commands() -> set[str]:
 def test_compose_commands_exist_in_the_cli(service: str) -> None:
     command = _load_yaml(COMPOSE)["services"][service]["command"][0]
     if command not in _socrec_commands():
-        if command == "trainer":
-            pytest.xfail("`socrec trainer` is not implemented yet (online-learning issue)")
         pytest.fail(f"compose runs `socrec {command}`, which the CLI does not have")
 
 

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _engine_texts import T0, TEXTS
 
 from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile, Query
 from socrec_online.service.decode import DeadLetterReason
 from socrec_online.service.engine import Engine
 from socrec_online.settings import Settings
-
-T0 = 1_700_000_000.0
-TEXTS = [
-    "acoustic folk ballad with banjo",
-    "gravel cycling climb of the tour",
-    "pasta sauce recipe from a chef",
-    "neural network training on a gpu",
-    "telescope view of a distant galaxy",
-    "football derby penalty drama",
-    "compost and tomatoes in the garden",
-    "bebop saxophone jazz quartet",
-]
-
-
-@pytest.fixture(scope="module")
-def encoder(tiny_text_model_path: Path) -> Any:
-    from socrec_online.models.text import TextEncoder, TextEncoderConfig
-
-    return TextEncoder(TextEncoderConfig(model_path=str(tiny_text_model_path), cache_size=10_000))
 
 
 def make(encoder: Any, **kw: Any) -> Engine:

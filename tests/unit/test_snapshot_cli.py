@@ -25,7 +25,7 @@ def test_list_promote_rollback(tmp_path: Path) -> None:
     assert out.exit_code == 0 and a in out.output and b in out.output
     assert runner.invoke(app, ["snapshots", "promote", b, "--snapshot-dir", str(tmp_path)]).exit_code == 0
     assert current(tmp_path) == b
-    res = runner.invoke(app, ["snapshots", "rollback", "--snapshot-dir", str(tmp_path)])
+    res = runner.invoke(app, ["snapshots", "rollback", "--no-announce", "--snapshot-dir", str(tmp_path)])
     assert res.exit_code == 0 and current(tmp_path) == a
 
 

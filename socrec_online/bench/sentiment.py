@@ -1,0 +1,367 @@
+"""``socrec bench sentiment``: how good the comment sentiment scorer is, and what it does to ranking.
+
+1. Scorer accuracy on ``data/sentiment_sample.tsv``: 211 social-media-style comments
+   hand-labelled positive / negative / neutral by the team BEFORE the scorer was run on them (no
+   labelled set ships with any installed package and nothing downloads here). A small sanity
+   sample, not a standard benchmark. Three-class accuracy and macro-F1 use VADER's own
+   convention (compound >= 0.05 positive, <= -0.05 negative, else neutral); the polar figures
+   score only the positive/negative lines by the sign of the score (0 counts as a miss), which
+   is what the engine's comment weight depends on.
+2. Ranking ablation on the synthetic benchmark, with the serving engine: replay everything
+   before the temporal test cut (items, follows, profiles, clicks, likes, comments) into one
+   engine with ``sentiment_weighting=true`` and one with ``false`` (every comment counts
+   positive: |sentiment|), then Recall@10 on each user's first-time engagements after the cut.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from socrec_online.bench.engine_eval import (
+    Replay,
+    bench_settings,
+    engine_rankings,
+    events_of,
+    history_of,
+    make_encoder,
+    popularity_rankings,
+    replay,
+    save_encoder_cache,
+    score_rankings,
+    targets_of,
+)
+from socrec_online.service.state import comment_weight
+
+SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "sentiment_sample.tsv"
+LABELS = ("positive", "negative", "neutral")
+NEUTRAL_BAND = 0.05  # VADER's documented thresholds for its compound score
+
+
+def load_sample(path: str | Path = SAMPLE_PATH) -> list[tuple[str, str]]:
+    """(label, text) pairs; lines starting with # are comments."""
+    out: list[tuple[str, str]] = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        label, sep, text = line.partition("\t")
+        if not sep or label not in LABELS or not text.strip():
+            raise ValueError(f"{path}:{n}: expected 'label<TAB>text' with label in {LABELS}")
+        out.append((label, text))
+    return out
+
+
+def _f1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def classify(score: float, band: float = NEUTRAL_BAND) -> str:
+    return "positive" if score >= band else "negative" if score <= -band else "neutral"
+
+
+def evaluate_scorer(score: Callable[[str], float], sample: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and a confusion matrix (3-class and polar), plus the engine weights it implies."""
+    scores = [float(score(t)) for _, t in sample]
+    gold = [lab for lab, _ in sample]
+    pred = [classify(s) for s in scores]
+    per: dict[str, dict[str, float]] = {}
+    for c in LABELS:
+        tp = sum(g == c and p == c for g, p in zip(gold, pred, strict=True))
+        fp = sum(g != c and p == c for g, p in zip(gold, pred, strict=True))
+        fn = sum(g == c and p != c for g, p in zip(gold, pred, strict=True))
+        p_, r_, f_ = _f1(tp, fp, fn)
+        per[c] = {"precision": round(p_, 4), "recall": round(r_, 4), "f1": round(f_, 4), "n": gold.count(c)}
+    confusion = {g: {p: sum(a == g and b == p for a, b in zip(gold, pred, strict=True)) for p in LABELS}
+                 for g in LABELS}
+    polar = [(g, s) for g, s in zip(gold, scores, strict=True) if g != "neutral"]
+    polar_pred = ["positive" if s > 0 else "negative" if s < 0 else "neutral" for _, s in polar]
+    polar_gold = [g for g, _ in polar]
+    pf1 = []
+    for c in ("positive", "negative"):
+        tp = sum(g == c and p == c for g, p in zip(polar_gold, polar_pred, strict=True))
+        fp = sum(g != c and p == c for g, p in zip(polar_gold, polar_pred, strict=True))
+        fn = sum(g == c and p != c for g, p in zip(polar_gold, polar_pred, strict=True))
+        pf1.append(_f1(tp, fp, fn)[2])
+    weights = {c: [comment_weight(s) for g, s in zip(gold, scores, strict=True) if g == c] for c in LABELS}
+    errors = [
+        {"label": g, "score": round(s, 4), "text": t}
+        for (g, t), s, p in zip(sample, scores, pred, strict=True)
+        if g != p
+    ]
+    return {
+        "n": len(sample),
+        "labels": {c: gold.count(c) for c in LABELS},
+        "accuracy": round(float(np.mean([g == p for g, p in zip(gold, pred, strict=True)])), 4),
+        "macro_f1": round(float(np.mean([per[c]["f1"] for c in LABELS])), 4),
+        "per_class": per,
+        "confusion": confusion,
+        "polar": {
+            "n": len(polar),
+            "accuracy": round(float(np.mean([g == p for g, p in zip(polar_gold, polar_pred, strict=True)])), 4),
+            "macro_f1": round(float(np.mean(pf1)), 4),
+        },
+        "engine_comment_weight": {
+            c: {"mean": round(float(np.mean(w)), 4), "share_below_zero": round(float(np.mean(np.array(w) < 0)), 4)}
+            for c, w in weights.items()
+            if w
+        },
+        "errors": errors,
+    }
+
+
+def run_sentiment_eval(path: str | Path = SAMPLE_PATH) -> dict[str, Any]:
+    from socrec_online.service.engine import vader_sentiment
+
+    res = evaluate_scorer(vader_sentiment(), load_sample(path))
+    res["scorer"] = "vaderSentiment 3.3.2 compound (lexicon + rules, no download)"
+    res["sample"] = str(Path(path).name)
+    res["sample_note"] = "hand-labelled by the team before the scorer was run; not a standard benchmark"
+    return res
+
+
+# --- ranking ablation -------------------------------------------------------------------------
+def run_ablation(
+    seeds: Sequence[int] = (2020, 2021, 2022),
+    encoder: Any | None = None,
+    progress: bool = True,
+    synthetic: dict[str, Any] | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Sentiment-aware vs sentiment-blind engine on the synthetic temporal split, per seed and mean."""
+    from socrec_online.data import load_dataset
+    from socrec_online.eval.splits import temporal_split
+    from socrec_online.service.engine import Engine
+
+    t0 = time.perf_counter()
+    base = {"top_k": 20, "who_to_follow_k": 0, "fanout_max_users": 0} | settings
+    s_aware = bench_settings(**(base | {"sentiment_weighting": True}))
+    s_blind = bench_settings(**(base | {"sentiment_weighting": False}))
+    enc = encoder if encoder is not None else make_encoder(s_aware, "synthetic")
+    per_seed: dict[str, Any] = {}
+    for seed in seeds:
+        ds = load_dataset("synthetic", seed=seed, **(synthetic or {}))
+        split = temporal_split(ds.stream, ds.n_users, ds.n_items)
+        t_cut = float(split.meta["t_test"])  # type: ignore[arg-type]
+        st = ds.stream
+        past = st.ts < t_cut
+        published = ds.item_ts <= t_cut if ds.item_ts is not None else np.ones(ds.n_items, bool)
+        comments = [c for c in ds.comments if c.ts < t_cut]
+        rp = Replay(st.subset(past), comments, None, dict(ds.profiles), published)
+        test = split.test.subset(published[split.test.item])
+        targets = targets_of(ds, test)
+        theta = ds.meta.get("theta")
+        topic = ds.meta.get("item_topic")
+        enjoyed: dict[str, set[str]] = {}
+        if isinstance(theta, np.ndarray) and isinstance(topic, np.ndarray):
+            # the generator's own notion of "liked it" (the comment sentiment follows it too)
+            ok = theta[test.user, topic[test.item]] > 0.15
+            enjoyed = targets_of(ds, test.subset(ok))
+        users = sorted(targets)
+        events = events_of(ds, rp)
+        row: dict[str, Any] = {
+            "t_cut": t_cut,
+            "comments_replayed": len(comments),
+            "negative_comments_replayed": int(sum((c.sentiment_truth or 0) < 0 for c in comments)),
+        }
+        for name, s in (("aware", s_aware), ("blind", s_blind)):
+            eng = Engine(s, enc)
+            row[f"replay_{name}"] = replay(eng, events, progress=progress, desc=f"seed {seed} {name}")
+            ranked = engine_rankings(eng, users, now=t_cut)
+            row[name] = score_rankings(ranked, targets)
+            if enjoyed:
+                row[f"{name}_enjoyed"] = score_rankings(ranked, enjoyed)
+        hist = history_of(ds, rp.inter)
+        counts = np.bincount(rp.inter.item, minlength=ds.n_items).astype(np.float64)
+        pop = popularity_rankings(counts, ds.items.all_ids, users, hist, 20, published)
+        row["popularity"] = score_rankings(pop, targets)
+        row["delta_recall@10"] = round(row["aware"]["recall@10"] - row["blind"]["recall@10"], 6)
+        per_seed[str(seed)] = row
+    if encoder is None:
+        save_encoder_cache(enc, "synthetic")
+
+    def mean(key: str, metric: str) -> float | None:
+        vals = [r[key][metric] for r in per_seed.values() if key in r]
+        return round(float(np.mean(vals)), 6) if vals else None
+
+    summary = {
+        k: {m: mean(k, m) for m in ("recall@10", "ndcg@10", "recall@20")}
+        for k in ("aware", "blind", "popularity", "aware_enjoyed", "blind_enjoyed")
+    }
+    deltas = [r["delta_recall@10"] for r in per_seed.values()]
+    return {
+        "bench": "sentiment_ablation",
+        "dataset": "synthetic",
+        "synthetic": dict(synthetic or {}),
+        "protocol": "temporal (train < 80% quantile of time < valid < 90% < test); engine replay of "
+        "everything before the test cut; targets = first-time engagements after it",
+        "seeds": list(seeds),
+        "per_seed": per_seed,
+        "mean": summary,
+        "aware_minus_blind_recall@10": {"mean": round(float(np.mean(deltas)), 6), "per_seed": deltas,
+                                        "seeds_aware_higher": int(sum(d > 0 for d in deltas))},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _test_with_original_mask(
+    fitted: Any, split: Any, device: str, heldout: Any | None = None
+) -> dict[str, float]:
+    """Test metrics masking the ORIGINAL train + valid pairs, so both arms rank the same candidates."""
+    from socrec_online.eval.metrics import evaluate_full_ranking
+
+    m = fitted.model
+    uv, iv = m.full_vectors(fitted.graph, fitted.item_text.to(device), fitted.interest.to(device))
+    return evaluate_full_ranking(
+        lambda ub: m.score_many(uv[ub], iv), split.n_users, split.n_items, (split.train, split.valid),
+        split.test if heldout is None else heldout, device=device,
+    )
+
+
+def run_trained_ablation(
+    seeds: Sequence[int] = (2020, 2021, 2022),
+    models: Sequence[str] = ("lightgcn",),
+    synthetic: dict[str, Any] | None = None,
+    epochs: int = 100,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The same ablation for trained models: training positives with vs without the pairs the user
+    panned in a comment (data/labels.py), same temporal split, same test mask (train + valid)."""
+    import dataclasses
+
+    import torch
+
+    from socrec_online.data import load_dataset
+    from socrec_online.data.labels import sentiment_labels
+    from socrec_online.eval.harness import KIND_OF, ModelSpec
+    from socrec_online.eval.splits import temporal_split
+    from socrec_online.models.recommender import RecommenderConfig
+    from socrec_online.models.train import TrainConfig, fit
+    from socrec_online.service.engine import vader_sentiment
+    from socrec_online.settings import get_settings, resolve_device
+
+    t0 = time.perf_counter()
+    score = vader_sentiment()
+    device = str(resolve_device(get_settings().device))
+    spec = ModelSpec(epochs=epochs)
+    per_seed: dict[str, Any] = {}
+    for seed in seeds:
+        ds = load_dataset("synthetic", seed=seed, **(synthetic or {}))
+        split = temporal_split(ds.stream, ds.n_users, ds.n_items)
+        t_valid = float(split.meta["t_valid"])  # type: ignore[arg-type]
+        comments = [c for c in ds.comments if c.ts < t_valid]  # only what training may see
+        theta, topic = ds.meta.get("theta"), ds.meta.get("item_topic")
+        enjoyed = None
+        if isinstance(theta, np.ndarray) and isinstance(topic, np.ndarray):
+            enjoyed = split.test.subset(theta[split.test.user, topic[split.test.item]] > 0.15)
+        item_text = None
+        if any(KIND_OF[m] != "gnn" for m in models):
+            from socrec_online.bench.quality import load_item_text
+
+            item_text, _ = load_item_text("synthetic", ds.item_text, progress)
+        row: dict[str, Any] = {}
+        for name in models:
+            kind = KIND_OF[name]
+            for arm, aware in (("aware", True), ("blind", False)):
+                train = sentiment_labels(split.train, comments, score, aware)
+                sp = dataclasses.replace(split, train=train)
+                mcfg = RecommenderConfig(
+                    n_users=ds.n_users, n_items=ds.n_items, kind=kind,  # type: ignore[arg-type]
+                    dim=spec.dim, text_dim=int(item_text.shape[1]) if item_text is not None else 384,
+                    n_layers=spec.n_layers, tau=spec.tau,
+                )
+                tcfg = TrainConfig(epochs=spec.epochs, lr=spec.lr, seed=seed, device=device, progress=progress,
+                                   max_seconds=spec.max_seconds)
+                fitted = fit(ds, sp, mcfg, tcfg, item_text=item_text if kind != "gnn" else None)
+                with torch.no_grad():
+                    met = _test_with_original_mask(fitted, split, device)
+                    enj = _test_with_original_mask(fitted, split, device, enjoyed) if enjoyed is not None else {}
+                row[f"{name}_{arm}"] = {k: round(v, 6) for k, v in met.items()}
+                row[f"{name}_{arm}"]["train_pairs"] = len(train)
+                if enj:
+                    row[f"{name}_{arm}"]["enjoyed_recall@10"] = round(enj["recall@10"], 6)
+            row[f"{name}_delta_recall@10"] = round(
+                row[f"{name}_aware"]["recall@10"] - row[f"{name}_blind"]["recall@10"], 6
+            )
+        per_seed[str(seed)] = row
+    summary = {
+        name: {
+            arm: round(float(np.mean([r[f"{name}_{arm}"]["recall@10"] for r in per_seed.values()])), 6)
+            for arm in ("aware", "blind")
+        }
+        | {"seeds_aware_higher": int(sum(r[f"{name}_delta_recall@10"] > 0 for r in per_seed.values()))}
+        for name in models
+    }
+    return {"per_seed": per_seed, "mean_recall@10": summary, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=140)
+    sc = result["scorer"]
+    t = Table(title=f"sentiment scorer on {sc['n']} hand-labelled comments ({sc['sample']})")
+    for c in ("measure", "value"):
+        t.add_column(c)
+    t.add_row("3-class accuracy", f"{sc['accuracy']:.3f}")
+    t.add_row("3-class macro-F1", f"{sc['macro_f1']:.3f}")
+    t.add_row(f"polar accuracy (n={sc['polar']['n']})", f"{sc['polar']['accuracy']:.3f}")
+    t.add_row("polar macro-F1", f"{sc['polar']['macro_f1']:.3f}")
+    for c, w in sc["engine_comment_weight"].items():
+        t.add_row(f"engine weight of a {c} comment", f"mean {w['mean']:+.2f}, below 0: {w['share_below_zero']:.0%}")
+    con.print(t)
+    ab = result.get("ablation")
+    if ab:
+        _print_ablation(con, ab)
+    tr = result.get("trained")
+    if tr:
+        t = Table(title="sentiment ablation, trained models: training labels aware vs blind (Recall@10)")
+        for c in ("seed", "model", "aware", "blind", "aware - blind"):
+            t.add_column(c, justify="right")
+        for seed, r in tr["per_seed"].items():
+            for name in tr["mean_recall@10"]:
+                t.add_row(seed, name, f"{r[f'{name}_aware']['recall@10']:.4f}",
+                          f"{r[f'{name}_blind']['recall@10']:.4f}", f"{r[f'{name}_delta_recall@10']:+.4f}")
+        con.print(t)
+
+
+def _print_ablation(con: Any, ab: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table(title="sentiment ablation: synthetic, temporal, serving engine (Recall@10 / NDCG@10)")
+    for c in ("seed", "aware", "blind", "aware - blind", "popularity", "aware (enjoyed)", "blind (enjoyed)"):
+        t.add_column(c, justify="right")
+    for seed, r in ab["per_seed"].items():
+        t.add_row(
+            seed,
+            f"{r['aware']['recall@10']:.4f} / {r['aware']['ndcg@10']:.4f}",
+            f"{r['blind']['recall@10']:.4f} / {r['blind']['ndcg@10']:.4f}",
+            f"{r['delta_recall@10']:+.4f}",
+            f"{r['popularity']['recall@10']:.4f}",
+            f"{r.get('aware_enjoyed', {}).get('recall@10', float('nan')):.4f}",
+            f"{r.get('blind_enjoyed', {}).get('recall@10', float('nan')):.4f}",
+        )
+    m = ab["mean"]
+    t.add_row(
+        "mean",
+        f"{m['aware']['recall@10']:.4f} / {m['aware']['ndcg@10']:.4f}",
+        f"{m['blind']['recall@10']:.4f} / {m['blind']['ndcg@10']:.4f}",
+        f"{ab['aware_minus_blind_recall@10']['mean']:+.4f}",
+        f"{m['popularity']['recall@10']:.4f}",
+        f"{(m['aware_enjoyed']['recall@10'] or float('nan')):.4f}",
+        f"{(m['blind_enjoyed']['recall@10'] or float('nan')):.4f}",
+    )
+    con.print(t)
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(result, indent=2, default=str))

@@ -1,0 +1,70 @@
+"""Natural-language benches (cold start, sentiment): registered on the shared ``bench`` app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from socrec_online.cli._app import bench_app
+
+_COLD_OUT = typer.Option(Path("out/coldstart.json"), "--out", help="Where the JSON goes.")
+_SENTIMENT_OUT = typer.Option(Path("out/sentiment.json"), "--out", help="Where the JSON goes.")
+
+
+@bench_app.command("coldstart")
+def bench_coldstart_cmd(
+    dataset: str = typer.Option("synthetic", "--dataset", help="synthetic | lastfm | files"),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Dataset directory (lastfm: the HetRec files)."),
+    seed: int = typer.Option(2020, "--seed", help="Seed of the dataset and of the cold users/items drawn."),
+    users_per_group: int = typer.Option(50, "--users-per-group", help="Cold users drawn per case."),
+    item_frac: float = typer.Option(0.1, "--item-frac", help="Share of items made cold."),
+    cut: float = typer.Option(
+        0.8, "--cut", help="Timed data: interaction-time quantile at which cold users arrive (1.0 = whole history)."
+    ),
+    out: Path = _COLD_OUT,
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Recall@10 of the serving engine for cold users (profile / follows) and cold items vs popularity."""
+    from socrec_online.bench.coldstart import ColdStartConfig, print_table, run_coldstart, write_json
+
+    cfg = ColdStartConfig(dataset, data_dir, seed, users_per_group, item_frac, cut)
+    res = run_coldstart(cfg, progress=progress)
+    write_json(res, out)
+    print_table(res)
+    typer.echo(f"wrote {out}")
+
+
+@bench_app.command("sentiment")
+def bench_sentiment_cmd(
+    seeds: str = typer.Option("2020,2021,2022", "--seeds", help="Synthetic seeds of the ranking ablation."),
+    comment_share: float = typer.Option(
+        0.1, "--comment-share", help="Synthetic: share of engagements followed by a comment (generator default 0.1)."
+    ),
+    ablation: bool = typer.Option(True, "--ablation/--no-ablation", help="Also run the ranking ablation."),
+    trained: str = typer.Option(
+        "", "--trained-models", help="Also train these (e.g. lightgcn,fused) on aware vs blind labels (minutes)."
+    ),
+    out: Path = _SENTIMENT_OUT,
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Sentiment scorer accuracy on the hand-labelled sample, and aware vs blind comment weighting."""
+    from socrec_online.bench.sentiment import (
+        print_table,
+        run_ablation,
+        run_sentiment_eval,
+        run_trained_ablation,
+        write_json,
+    )
+
+    res: dict[str, object] = {"scorer": run_sentiment_eval()}
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    synthetic = {"comment_share": comment_share}
+    if ablation:
+        res["ablation"] = run_ablation(seed_list, progress=progress, synthetic=synthetic)
+    models = [m.strip() for m in trained.split(",") if m.strip()]
+    if models:
+        res["trained"] = run_trained_ablation(seed_list, models, synthetic=synthetic, progress=progress)
+    write_json(res, out)
+    print_table(res)
+    typer.echo(f"wrote {out}")

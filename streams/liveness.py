@@ -1,0 +1,65 @@
+"""The worker's operational HTTP routes on its metrics server: ``/healthz`` and ``/debug/state``.
+
+Both run on the metrics server's thread, not the event loop, so a probe gets an answer while
+the agent is stuck. ``/debug/state`` (off unless ``SOCREC_DEBUG_STATE_ROUTE``) hops onto the
+event loop and takes the pipeline's batch lock, so it sees the state between two batches,
+never half of one; it is what the reliability tests compare with their replay oracle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from typing import Any
+
+import faust
+import orjson
+
+from socrec_online import metrics
+from socrec_online.health import HealthCheck
+from socrec_online.settings import Settings
+from streams.tables import snapshot_tables
+
+STATE_TIMEOUT_S = 30.0
+
+
+def install_health_route(settings: Settings) -> HealthCheck:
+    check = HealthCheck(settings.health_stuck_after_s)
+    metrics.add_route("/healthz", check.http)
+    return check
+
+
+async def state_dump(pipeline: Any) -> dict[str, Any]:
+    """The worker's table state and engine counts, between batches (plain JSON data)."""
+    async with pipeline._lock:
+        await pipeline.quiesce()  # the last batch's table writes are done too
+        tables = snapshot_tables(pipeline.tables)
+        engine = await pipeline._call(pipeline.engine.stats)
+    return {
+        "pid": os.getpid(),
+        "tables": tables,
+        "engine": engine,
+        "batches": pipeline.batches,
+        "restores": pipeline.restores,
+        "deferred": pipeline.deferred,
+    }
+
+
+def install_state_route(app: faust.App, pipeline: Any) -> None:
+    """Serve ``GET /debug/state`` once the app's event loop runs."""
+
+    @app.task
+    async def _register_state_route() -> None:
+        loop = asyncio.get_running_loop()
+
+        def handler() -> tuple[int, bytes]:
+            fut = asyncio.run_coroutine_threadsafe(state_dump(pipeline), loop)
+            try:
+                data = fut.result(STATE_TIMEOUT_S)
+            except concurrent.futures.TimeoutError:
+                fut.cancel()
+                return 503, b'{"status": "busy", "reason": "no batch boundary within the timeout"}'
+            return 200, orjson.dumps(data)
+
+        metrics.add_route("/debug/state", handler)
