@@ -44,19 +44,6 @@ class CommitSensor(faust.Sensor):
         metrics.mark_commit()
 
 
-def _set_torch_threads(settings: Settings) -> None:
-    """Half the cores for torch by default: the event loop, the producer and often the broker share them.
-
-    Measured on the 2-core machine under load: MiniLM on 25 short texts took 1.45 s with 2 intra-op
-    threads and 0.15 s with 1 (OpenMP threads spin against the other busy threads).
-    """
-    import torch
-
-    n = settings.torch_threads or max(1, (os.cpu_count() or 2) // 2)
-    torch.set_num_threads(n)
-    log.info("torch intra-op threads: %d", n)
-
-
 def _write_ready(path: Path, info: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(info))
@@ -110,9 +97,9 @@ def build(
 
     else:
         if engine is None:
-            from socrec_online.service.engine import Engine
+            from socrec_online.service.engine import Engine, set_service_torch_threads
 
-            _set_torch_threads(settings)
+            set_service_torch_threads(settings)
 
             if settings.engine_process:
                 from socrec_online.service.remote import RemoteEngine

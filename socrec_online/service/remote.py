@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
-import os
 import signal
 import threading
 import traceback
@@ -81,16 +80,13 @@ def _serve(conn: Connection, settings_json: bytes) -> None:
     # the worker finish its batch and commit; the worker closes us (or we see EOF when it is gone).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from socrec_online.service.decode import decode_event
-    from socrec_online.service.engine import Engine
+    from socrec_online.service.engine import Engine, set_service_torch_threads
 
     try:
         # The worker's settings, not a re-read of the environment (they may come from flags).
         # Secrets arrive masked: the engine never talks to Kafka.
         settings = Settings.model_validate_json(settings_json)
-        import torch
-
-        # Half the cores by default: the worker, the producer and often the broker share them.
-        torch.set_num_threads(settings.torch_threads or max(1, (os.cpu_count() or 2) // 2))
+        set_service_torch_threads(settings)
         engine = Engine.from_settings(settings)
         metrics.set_model_version(engine.model_version)
     except Exception as exc:  # noqa: BLE001 - reported to the worker, which fails loudly

@@ -122,52 +122,17 @@ class Service:
         return asyncio.run(go())
 
     def records(self, topic: str) -> list[Record]:
-        """Every record of ``topic`` (without prefix) currently in the broker."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        """Every record of ``topic`` (without prefix) currently in the broker, values parsed."""
+        from streams.bench_reliability import read_topics
 
-        from streams.app import kafka_client_kwargs
-
-        name = f"{self.prefix}{topic}"
-
-        async def go() -> list[Record]:
-            c = AIOKafkaConsumer(
-                **kafka_client_kwargs(self.settings),
-                group_id=None,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=50,
-            )
-            await c.start()
+        out: list[Record] = []
+        for r in asyncio.run(read_topics(self.settings, [f"{self.prefix}{topic}"], timeout=20)):
             try:
-                parts = c.partitions_for_topic(name) or set()
-                if not parts:
-                    await c._client.force_metadata_update()
-                    parts = c.partitions_for_topic(name) or set()
-                tps = [TopicPartition(name, p) for p in sorted(parts)]
-                c.assign(tps)
-                await c.seek_to_beginning(*tps)
-                end = await c.end_offsets(tps)
-                out: list[Record] = []
-                deadline = time.monotonic() + 20
-                # Tansu's ListOffsets(latest) can point inside the last batch: read until the end
-                # offsets are passed *and* a poll comes back empty.
-                while time.monotonic() < deadline:
-                    batch = await c.getmany(*tps, timeout_ms=300)
-                    for tp, msgs in batch.items():
-                        for m in msgs:
-                            try:
-                                v: Any = orjson.loads(m.value) if m.value is not None else None
-                            except orjson.JSONDecodeError:
-                                v = m.value
-                            out.append(Record(tp.topic, tp.partition, m.offset, m.key, v, m.timestamp / 1000))
-                    if not batch:
-                        positions = [await c.position(tp) for tp in tps]
-                        if all(p >= end[tp] for p, tp in zip(positions, tps, strict=True)):
-                            break
-                return out
-            finally:
-                await c.stop()
-
-        return asyncio.run(go())
+                v: Any = orjson.loads(r.value) if r.value is not None else None
+            except orjson.JSONDecodeError:
+                v = r.value
+            out.append(Record(r.topic, r.partition, r.offset, r.key, v, r.timestamp))
+        return out
 
     def wait_for(
         self, topic: str, pred: Callable[[Record], bool], n: int = 1, timeout: float = 60.0
