@@ -121,12 +121,24 @@ CONSUMER_IN_FLIGHT = Gauge(
     ["topic"],
     registry=REGISTRY,
 )
+OFFSET_RESETS = Counter(
+    "socrec_consumer_offset_resets_total",
+    "Input partitions resumed elsewhere because the broker's log no longer backed the consumer position "
+    "(the log went backwards: a broker that lost its data), by topic and reason (log_shorter, record_replaced, behind_read_mark).",
+    ["topic", "reason"],
+    registry=REGISTRY,
+)
 TEXT_CACHE_HITS = Counter("socrec_text_cache_hits_total", "Text embedding cache hits.", registry=REGISTRY)
 TEXT_CACHE_MISSES = Counter(
     "socrec_text_cache_misses_total", "Text embedding cache misses.", registry=REGISTRY
 )
 TEXTS_ENCODED = Counter(
     "socrec_texts_encoded_total", "Texts run through the text encoder.", registry=REGISTRY
+)
+SHARED_STATE_APPLIED = Counter(
+    "socrec_shared_state_applied_total",
+    "Table values written by other workers (their partitions) applied to this worker's engine.",
+    registry=REGISTRY,
 )
 ANN_ITEMS = Gauge("socrec_ann_index_items", "Item vectors in the ANN index.", registry=REGISTRY)
 AGENT_ERRORS = Counter(

@@ -78,10 +78,31 @@ class Settings(BaseSettings):
     top_k: int = Field(10, ge=1, le=200, description="Recommendations per message.")
     batch_max_events: int = Field(256, ge=1, le=100_000, description="Micro-batch size (stream.take n).")
     batch_max_seconds: float = Field(0.02, gt=0, le=10, description="Micro-batch time bound (take within).")
+    batch_catchup_backlog: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="When at least this many input records still wait in Kafka after a micro-batch (a backlog), "
+        "the next ones are merged into it (up to batch_catchup_max_events / _seconds): each touched user is scored "
+        "once per batch, so a backlog drains with less CPU per event (measured 2-3x events/s; e.g. 1024). "
+        "0 = never merge (default: latency at a live rate not yet shown unchanged with it on).",
+    )
+    batch_catchup_max_events: int = Field(
+        1024, ge=1, le=100_000, description="Largest merged batch while catching up (see batch_catchup_backlog)."
+    )
+    batch_catchup_max_seconds: float = Field(
+        0.25, gt=0, le=60, description="Longest a batch is held for merging while catching up."
+    )
     engine_process: bool = Field(
         True,
         description="Run the worker's engine in a child process (its own interpreter lock, so learning and "
         "scoring never stall the Kafka client); false = a thread inside the worker process.",
+    )
+    shared_state: bool = Field(
+        True,
+        description="Every worker also reads the other workers' changelogs (all partitions) and applies their "
+        "social graph, catalogue and interactions, so scoring sees the whole graph with any number of workers; "
+        "false saves that read and its memory when exactly one worker runs.",
     )
     fresh_window_s: float = Field(
         7 * 86400.0, gt=0, description="Items published within this window form the fresh candidate pool."
@@ -221,6 +242,14 @@ class Settings(BaseSettings):
         False,
         description="Serve GET /debug/state on the metrics server: the worker's table state and engine "
         "counts as JSON (user data: for tests and incident debugging, never on a shared network).",
+    )
+    offsets_guard_interval_s: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="How often the worker checks that the broker's logs still back its input positions "
+        "(streams/offsets_guard.py): a partition whose log went backwards (a broker that lost its data) "
+        "is resumed at its earliest offset and the tables are re-published. 0 turns the check off.",
     )
 
     # --- Operations -----------------------------------------------------------------------

@@ -119,6 +119,23 @@ async def read_topics(settings: Settings, names: Iterable[str], timeout: float =
         await c.stop()
 
 
+async def end_offsets(settings: Settings, names: Iterable[str]) -> dict[tuple[str, int], int]:
+    """What the broker answers ListOffsets(latest) with, per (topic, partition): what a recovery reads up to."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.app import kafka_client_kwargs
+
+    c = AIOKafkaConsumer(**kafka_client_kwargs(settings), group_id=None, enable_auto_commit=False)
+    await c.start()
+    try:
+        await c._client.force_metadata_update()
+        tps = [TopicPartition(n, p) for n in names for p in sorted(c.partitions_for_topic(n) or ())]
+        end = await c.end_offsets(tps) if tps else {}
+        return {(tp.topic, tp.partition): int(o) for tp, o in end.items()}
+    finally:
+        await c.stop()
+
+
 def partition_of(key: str, partitions: int) -> int:
     """The partition the default (murmur2) partitioner gives ``key``: as the worker's producers do."""
     from aiokafka.partitioner import DefaultPartitioner
@@ -291,6 +308,58 @@ class Rig:
                     kv[k] = orjson.loads(r.value)
             out[table] = kv
         return out
+
+    def changelog_topics(self) -> list[str]:
+        from socrec_online.service.engine import Engine
+
+        return [f"{self.env['SOCREC_APP_ID']}-{table}-changelog" for table in Engine.TABLES]
+
+    async def changelog_cut(self) -> dict[str, Any]:
+        """What a table recovery would miss now: changelog records at or past the broker's reported end.
+
+        Faust recovers a changelog partition up to ListOffsets(latest); Tansu reports the start of
+        the last record batch + 1 there, so only a fence may sit past it (``streams/tables.py``).
+        Any state record past it is dropped by the next recovery: the crash test records this at
+        every kill, so a loss can be told apart from a stalled worker or an early oracle.
+        """
+        names = self.changelog_topics()
+        end = await end_offsets(self.settings, names)
+        records = await read_topics(self.settings, names)
+        committed = await self.committed()
+        source: dict[str, tuple[str, int, int]] = {}  # event id -> where it sits in the input topics
+        for r in await self.inputs():
+            with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+                source[str(r.json()["event_id"])] = (r.topic, r.partition, r.offset)
+        true_end: dict[tuple[str, int], int] = {}
+        cut: list[str] = []
+        recovered: dict[tuple[str, str], set[str]] = {}  # (topic, key) -> event ids a recovery reads back
+        lost: list[str] = []
+        for r in records:
+            tp = (r.topic, r.partition)
+            true_end[tp] = max(true_end.get(tp, 0), r.offset + 1)
+            key = (r.key or b"").decode("utf-8", "replace")
+            if key.startswith("\x00"):
+                continue
+            ids = set((r.json() or {}).get("ids") or ())
+            if r.offset < end.get(tp, 0):
+                recovered[(r.topic, key)] = ids
+                continue
+            cut.append(f"{r.topic}/{r.partition}@{r.offset}:{key}")
+            # Effects only this unread record holds, of events whose offsets are already committed:
+            # the restart neither recovers them nor replays their events (lost for good).
+            for eid in ids - recovered.get((r.topic, key), set()):
+                t, p, o = source.get(eid, ("?", -1, -1))
+                if o >= 0 and o < committed.get((t, p), 0):
+                    lost.append(eid)
+        return {
+            "state_records_past_end": len(cut),
+            "committed_effects_past_end": len(lost),
+            "lost_examples": sorted(lost)[:10],
+            "examples": cut[:10],
+            "partitions_short": sum(1 for tp, e in true_end.items() if e > end.get(tp, 0)),
+            "reported_end": {f"{t}/{p}": o for (t, p), o in sorted(end.items())},
+            "true_end": {f"{t}/{p}": o for (t, p), o in sorted(true_end.items())},
+        }
 
     async def misplaced_changelog_keys(self) -> int:
         """Changelog records not in the partition of the input events keyed like them (co-partitioning)."""
@@ -551,6 +620,30 @@ async def _dead_lettered_reasons(rig: Rig, ids: set[str]) -> dict[str, int]:
     return out
 
 
+async def _diagnose_loss(rig: Rig, lost_ids: set[str], records: list[Record]) -> dict[str, Any]:
+    """What the next person needs when the oracle disagrees: where the lost events sat and what
+    the group committed, the changelog's reported vs true ends, and the worker logs' paths."""
+    committed = await rig.committed()
+    where: dict[str, tuple[str, int, int]] = {}
+    for r in records:
+        with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+            where[str(r.json()["event_id"])] = (r.topic, r.partition, r.offset)
+    by_partition: dict[str, list[int]] = {}
+    below_commit = 0
+    for eid in sorted(lost_ids):
+        topic, part, off = where.get(eid, ("?", -1, -1))
+        by_partition.setdefault(f"{topic}/{part}", []).append(off)
+        if off < committed.get((topic, part), 0):
+            below_commit += 1
+    return {
+        "lost_offsets_by_partition": {k: v[:20] for k, v in sorted(by_partition.items())},
+        "lost_below_committed_offset": below_commit,
+        "committed": {f"{t}/{p}": o for (t, p), o in sorted(committed.items())},
+        "changelog_now": await rig.changelog_cut(),
+        "worker_logs": sorted(str(p) for p in rig.workdir.glob("worker-*.log")),
+    }
+
+
 async def converge(
     rig: Rig,
     oracle: dict[str, dict[str, Any]],
@@ -591,6 +684,7 @@ async def crash_scenario(
     producer = asyncio.create_task(rig.produce(events, rate))
     recoveries: list[float] = []
     kill_points: list[float] = []
+    cuts: list[dict[str, Any]] = []
     try:
         for k in range(kills):
             await asyncio.sleep(rng.uniform(*kill_after_s))
@@ -598,9 +692,19 @@ async def crash_scenario(
             t0 = time.monotonic()
             await asyncio.to_thread(rig.kill)
             kill_points.append(before)
+            down = time.monotonic() - t0
+            # With the worker dead, what its next recovery can read back (not timed as recovery).
+            cut = await rig.changelog_cut()
+            cuts.append(cut)
+            t1 = time.monotonic()
             await asyncio.to_thread(rig.start)
-            recoveries.append(time.monotonic() - t0)
-            log(f"kill {k + 1}/{kills}: after {before:.0f} events of this process; ready again in {recoveries[-1]:.1f}s")
+            recoveries.append(down + time.monotonic() - t1)
+            log(
+                f"kill {k + 1}/{kills}: after {before:.0f} events of this process; ready again in "
+                f"{recoveries[-1]:.1f}s; changelog state records past the reported end: "
+                f"{cut['state_records_past_end']} {cut['examples'][:3]}; committed effects only there "
+                f"(lost): {cut['committed_effects_past_end']} {cut['lost_examples'][:3]}"
+            )
         await producer
     finally:
         if not producer.done():
@@ -614,6 +718,10 @@ async def crash_scenario(
     verdict, state = await converge(rig, oracle, owners, converge_timeout)
     engine_stats = (state or {}).get("engine") or {}
     lost_ids = set(verdict.pop("lost_ids", None) or ())
+    diagnosis: dict[str, Any] = {}
+    if lost_ids or verdict.get("differing_keys"):
+        diagnosis = await _diagnose_loss(rig, lost_ids, records)
+        log(f"crash scenario failed; diagnosis: {json.dumps(diagnosis, default=str)[:6000]}")
     return {
         "lost_dead_lettered": await _dead_lettered_reasons(rig, lost_ids),
         "kills": kills,
@@ -621,6 +729,10 @@ async def crash_scenario(
         "misplaced_changelog_keys": await rig.misplaced_changelog_keys(),
         "recovery_seconds": recoveries,
         "events_done_at_kill": kill_points,
+        "changelog_cut_at_kill": [c["state_records_past_end"] for c in cuts],
+        "recovery_misses_committed_at_kill": [c["committed_effects_past_end"] for c in cuts],
+        "changelog_cut_examples": [c["examples"][:5] for c in cuts],
+        "diagnosis": diagnosis,
         **verdict,
         "engine_matches_oracle": all(engine_stats.get(k) == ostats.get(k) for k in ("users", "items", "edges")),
         "engine": engine_stats,

@@ -42,6 +42,7 @@ from streams.topics import required_topics
 PROBE_EVERY_S = 2.0
 PROBE_POLL_S = 0.1
 PROBE_TIMEOUT_S = 5.0
+DRAIN_POLL_S = 0.5  # /metrics scrapes cost the worker CPU too: no more often than the series needs
 _PROBE_WORDS = [
     "amber",
     "basalt",
@@ -102,8 +103,9 @@ def _sustained(samples: list[tuple[float, float]], target: float) -> float:
     return (hi[1] - lo[1]) / (hi[0] - lo[0])
 
 
-def _cpu_seconds(pid: int | None) -> dict[str, float]:
-    """CPU seconds so far of the worker process and of its children (the engine process)."""
+def _cpu_seconds(pid: int | None, broker_pid: int | None = None) -> dict[str, float]:
+    """CPU seconds so far of the worker process, of its children (the engine process) and of the
+    broker: on a small machine they share the cores, so each one's cost per event is the figure to cut."""
     import psutil
 
     if pid is None:
@@ -112,39 +114,83 @@ def _cpu_seconds(pid: int | None) -> dict[str, float]:
         proc = psutil.Process(pid)
         out = {"worker": sum(proc.cpu_times()[:2])}
         out["engine"] = sum(sum(c.cpu_times()[:2]) for c in proc.children(recursive=True))
+        if broker_pid is not None:
+            out["broker"] = sum(psutil.Process(broker_pid).cpu_times()[:2])
     except psutil.Error:
         return {}
     return out
 
 
+def _cpu_all(pids: list[int | None], broker_pid: int | None) -> dict[str, float]:
+    """_cpu_seconds summed over the worker processes (the broker counted once)."""
+    out: dict[str, float] = {}
+    for i, pid in enumerate(pids):
+        for k, v in _cpu_seconds(pid, broker_pid if i == 0 else None).items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
 async def _backlog_phase(
-    broker: EmbeddedBroker, workdir: Path, prefix: str, device: str, events: list[Event], passthrough: bool
+    broker: EmbeddedBroker,
+    workdir: Path,
+    prefix: str,
+    device: str,
+    events: list[Event],
+    passthrough: bool,
+    workers: int = 1,
 ) -> dict[str, Any]:
+    """Drain a backlog with ``workers`` processes of one app (one consumer group: the partitions
+    spread over them); events/s is the sum of their counters."""
     env = _env(broker, workdir, prefix, device)
     settings = _settings(env)
     await ensure_topics(settings, required_topics(settings, passthrough=passthrough))
     async with EventProducer(settings) as producer:
         sent = await produce(producer, events, 0.0)
-    worker = WorkerProcess(env, passthrough=passthrough, log_path=workdir / f"{prefix.strip('.')}.log")
-    worker.start()
+    envs = [env] + [
+        {**env, "SOCREC_METRICS_PORT": str(free_port()), "SOCREC_WEB_PORT": str(free_port()),
+         "SOCREC_DATA_DIR": f"{env['SOCREC_DATA_DIR']}-{i}"}
+        for i in range(1, workers)
+    ]
+    procs = [
+        WorkerProcess(e, passthrough=passthrough, log_path=workdir / f"{prefix.strip('.')}-{i}.log")
+        for i, e in enumerate(envs)
+    ]
+    ports = [int(e["SOCREC_METRICS_PORT"]) for e in envs]
+    for w in procs:
+        w.start()
     try:
         t0 = time.monotonic()
-        await asyncio.to_thread(worker.wait_ready, 600)
+        for w in procs:
+            await asyncio.to_thread(w.wait_ready, 600)
         ready_s = time.monotonic() - t0
-        cpu0 = _cpu_seconds(worker.pid)
-        done, samples = await wait_drained(int(env["SOCREC_METRICS_PORT"]), sent.sent, idle_timeout=60)
-        cpu1 = _cpu_seconds(worker.pid)
-        final = await asyncio.to_thread(scrape, int(env["SOCREC_METRICS_PORT"]))
+        cpu0 = _cpu_all([w.pid for w in procs], broker.pid)
+        done, samples = await wait_drained(ports, sent.sent, idle_timeout=60, poll=DRAIN_POLL_S)
+        cpu1 = _cpu_all([w.pid for w in procs], broker.pid)
+        scrapes = [await asyncio.to_thread(scrape, p) for p in ports]
+        final = {k: sum(sc.get(k, 0.0) for sc in scrapes) for k in scrapes[0]}
+        per_worker = [round(sum(v for k, v in sc.items() if k.startswith("socrec_events_total{"))) for sc in scrapes]
     finally:
-        await asyncio.to_thread(worker.stop)
+        for w in procs:
+            await asyncio.to_thread(w.stop)
     t_start = samples[0][0]
+    cpu = {k: round(v - cpu0.get(k, 0.0), 2) for k, v in cpu1.items()}
+    batches = final.get("socrec_batch_events_count", 0.0)
     return {
         "events": sent.sent,
         "processed": int(done),
         "events_per_s": _sustained(samples, sent.sent),
         "startup_s": ready_s,
+        "workers": workers,
+        "events_per_worker": per_worker,
         # where the cores went while the backlog drained (wall-clock figures depend on the machine's load)
-        "cpu_seconds": {k: round(v - cpu0.get(k, 0.0), 2) for k, v in cpu1.items()},
+        "cpu_seconds": cpu,
+        # the same per 1,000 events: comparable across runs of different speed (less so across loads)
+        "cpu_ms_per_event": {k: round(1000.0 * v / max(done, 1.0), 3) for k, v in cpu.items()},
+        "batches": int(batches),
+        "mean_batch_events": round(final.get("socrec_batch_events_sum", 0.0) / batches, 1) if batches else None,
+        "recommendations": int(
+            sum(v for k, v in final.items() if k.startswith("socrec_recommendations_total{"))
+        ),
         "series": [(round(t - t_start, 3), d) for t, d in samples],
         "stage_seconds": {
             k.split('stage="')[1].rstrip('"}'): v
@@ -273,6 +319,13 @@ async def _bench(
             tp = await _backlog_phase(broker, workdir, "tp.", device, backlog, passthrough=False)
             result["events_per_s"] = round(tp["events_per_s"], 1)
             result["throughput"] = tp
+        if "two-workers" in phases:
+            # same backlog, two worker processes of one app: the scale-out path (README 'Scaling')
+            two = await _backlog_phase(broker, workdir, "tw.", device, backlog, passthrough=False, workers=2)
+            result["two_workers"] = two
+            result["two_workers_events_per_s"] = round(two["events_per_s"], 1)
+            if result.get("events_per_s"):
+                result["two_workers_ratio"] = round(two["events_per_s"] / result["events_per_s"], 3)
         if "latency" in phases:
             lat = await _latency_phase(broker, workdir, device, head, interactions[:latency_events], rate)
             result["latency_ms"] = _ms(percentiles(lat["latency_s"]))
@@ -371,7 +424,19 @@ def _print_table(r: dict[str, Any]) -> None:
     t.add_column("value", justify="right")
     t.add_column("target", justify="right")
     t.add_row("full pipeline events/s", f"{r.get('events_per_s', '-')}", ">= 2000")
+    tp = r.get("throughput") or {}
+    cpu = tp.get("cpu_ms_per_event") or {}
+    if cpu:
+        t.add_row(
+            "CPU ms/event worker / engine / broker",
+            " / ".join(str(cpu.get(k, "-")) for k in ("worker", "engine", "broker")),
+            "",
+        )
+        t.add_row("mean micro-batch (events)", f"{tp.get('mean_batch_events', '-')}", "")
     t.add_row("pass-through events/s", f"{r.get('passthrough_events_per_s', '-')}", "")
+    if "two_workers_events_per_s" in r:
+        t.add_row("two workers events/s (ratio to one)",
+                  f"{r['two_workers_events_per_s']} ({r.get('two_workers_ratio', '-')})", "> 1x")
     t.add_row("ratio", f"{r.get('ratio', '-')}", "")
     lat = r.get("latency_ms") or {}
     t.add_row(

@@ -43,6 +43,11 @@ async def state_dump(pipeline: Any) -> dict[str, Any]:
         "batches": pipeline.batches,
         "restores": pipeline.restores,
         "deferred": pipeline.deferred,
+        "shared": (
+            {"records": pipeline.shared.records, "applied": pipeline.shared.applied}
+            if getattr(pipeline, "shared", None) is not None
+            else None
+        ),
     }
 
 

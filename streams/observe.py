@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -123,17 +123,21 @@ class OutputWatcher:
 
 
 async def wait_drained(
-    metrics_port: int, target: int, *, idle_timeout: float = 30.0, poll: float = 0.25
+    metrics_port: int | Sequence[int], target: int, *, idle_timeout: float = 30.0, poll: float = 0.25
 ) -> tuple[float, list[tuple[float, float]]]:
-    """Wait until the worker has handled ``target`` events (or made no progress for ``idle_timeout``).
+    """Wait until the worker (or the workers, summed) handled ``target`` events (or made no progress
+    for ``idle_timeout``).
 
     Returns (events done, [(monotonic time, events done)] samples).
     """
+    ports = [metrics_port] if isinstance(metrics_port, int) else list(metrics_port)
     samples: list[tuple[float, float]] = []
     last_progress = time.monotonic()
     last = -1.0
     while True:
-        done = events_done(await asyncio.to_thread(scrape, metrics_port))
+        done = 0.0
+        for port in ports:
+            done += events_done(await asyncio.to_thread(scrape, port))
         now = time.monotonic()
         samples.append((now, done))
         if done > last:

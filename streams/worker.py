@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from streams.admin import TopicMismatchError, ensure_topics
 from streams.agents import Passthrough, Pipeline, register_agent
 from streams.app import create_app
 from streams.liveness import install_health_route, install_state_route
+from streams.offsets_guard import register_offsets_guard
 from streams.output import OutputProducer
 from streams.tables import declare_tables
 from streams.topics import Topics, base_name, declare_topics, required_topics
@@ -42,6 +44,109 @@ class CommitSensor(faust.Sensor):
 
     def on_commit_completed(self, consumer: Any, state: Any) -> None:
         metrics.mark_commit()
+
+
+class RewindOnJump:
+    """Consumer mixin: input records reach the streams in the order the Kafka client fetches them
+    after its latest seek, so taking partitions over never skips one (issue #7).
+
+    Why: after a rebalance Faust seeks every partition to its committed offset, but its fetch loop
+    runs on (the flow is resumed for changelog recovery), so records fetched before a seek still
+    arrive after it, Faust moves a read mark only after a record's delivery (a stale delivery
+    overwrites the mark the seek set), and ``flow_control.resume()`` empties the stream queues after
+    that seek. Faust then drops the records fetched again as already read, or records the offsets
+    below a stale record as a gap (as if compacted away) and counts them acknowledged: a worker that
+    took over a killed one's partitions never applied 4-50 of their events, and could commit over
+    them (1 run in 3 of tests/integration/test_scale_out.py). Per input record:
+
+    - at or past the client's position: fetched before a seek moved the position back; dropped
+      (the client fetches it again);
+    - below Faust's read mark: fetched after that seek, so the mark is stale; the mark follows it;
+    - past the read mark + 1: the partition is sought back to the mark and the rest of that fetch
+      dropped, once per mark (a jump seen again at the same mark is a real hole in the log, e.g.
+      transaction markers, and goes through as Faust's gap);
+
+    and once the flow resumes with input partitions active, they are sought to their committed
+    offsets again (``resume_flow``). Records read twice are idempotent on event_id.
+    """
+
+    input_topics: frozenset[str] = frozenset()
+    _read_offset: Any
+    _thread: Any
+    _active_partitions: Any
+    _reseek: asyncio.Future[None] | None = None
+    _flow_stops = 0
+
+    def resume_flow(self) -> None:
+        """Faust resumes the flow after ``app.flow_control.resume()``, which empties every stream's
+        queue: input records fetched after the rebalance's seek to the committed offsets and still
+        queued are gone, while the fetch position and the read marks are past them (measured: 43
+        records of a taken-over partition, never applied, never acknowledged). With input partitions
+        active, they are sought to their committed offsets once more before the flow resumes, so
+        those records come again (and nothing is read twice meanwhile)."""
+        if not any(tp.topic in self.input_topics for tp in self._active_partitions or ()):
+            super().resume_flow()  # type: ignore[misc]
+            return
+        self._reseek = asyncio.ensure_future(self._seek_inputs_then_resume(self._flow_stops))
+
+    def stop_flow(self) -> None:
+        self._flow_stops += 1
+        super().stop_flow()  # type: ignore[misc]
+
+    async def _seek_inputs_then_resume(self, stops: int) -> None:
+        try:
+            await self.perform_seek()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - the rebalance goes on; a later one seeks again
+            log.warning("could not seek the input partitions to their committed offsets again: %r", exc)
+        if self._flow_stops == stops:  # not stopped again meanwhile (a next rebalance)
+            super().resume_flow()  # type: ignore[misc]
+
+    def _fetch_position(self, tp: Any) -> int | None:
+        """The offset the Kafka client fetches next for ``tp`` (None: unknown, e.g. awaiting a reset)."""
+        try:
+            assignment = self._thread._ensure_consumer()._subscription.subscription.assignment
+            state = assignment.state_value(tp)
+        except Exception:  # noqa: BLE001 - no assignment (rebalancing): Faust's own rules apply
+            return None
+        return state.position if state is not None and state.has_valid_position else None
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        rewound: set[Any] = set()
+        jumped: dict[Any, int] = self.__dict__.setdefault("_jumped_at", {})
+        async for tp, message in super().getmany(timeout):  # type: ignore[misc]
+            if tp in rewound:
+                continue  # the rest of a fetch made before the seek below
+            if tp.topic not in self.input_topics:
+                yield tp, message
+                continue
+            offset = message.offset
+            position = self._fetch_position(tp)
+            if position is not None and offset >= position:
+                continue  # stale: the client reads it again from its position
+            mark = self._read_offset.get(tp)
+            if mark is not None and offset < mark:
+                self._read_offset[tp] = offset
+            elif mark is not None and offset > mark + 1 and jumped.get(tp) != mark:
+                jumped[tp] = mark
+                rewound.add(tp)
+                log.info(  # expected around a rebalance
+                    "input %s[%d]: record %d after read mark %d: reading again from %d",
+                    tp.topic, tp.partition, offset, mark, mark,
+                )  # fmt: skip
+                await self.seek(tp, mark)  # type: ignore[attr-defined]
+                continue
+            yield tp, message
+
+
+def _rewind_on_jump(app: faust.App, input_topics: Any) -> None:
+    """Make the app's consumer a :class:`RewindOnJump` (before anything creates it)."""
+    if app._consumer is not None:
+        raise RuntimeError("the consumer exists already: its class can no longer be set")
+    base = app.transport.Consumer
+    if not issubclass(base, RewindOnJump):
+        app.transport.Consumer = type(  # type: ignore[misc]
+            f"RewindOnJump{base.__name__}", (RewindOnJump, base), {"input_topics": frozenset(input_topics)}
+        )
 
 
 def _write_ready(path: Path, info: dict[str, Any]) -> None:
@@ -61,6 +166,7 @@ def build(
     """The Faust app with its topics, tables and agent, ready for ``faust.Worker``."""
     app = create_app(settings, app_id=f"{settings.app_id}-passthrough" if passthrough else None)
     topics = declare_topics(app, settings)
+    _rewind_on_jump(app, topics.inputs.topics)
     app.sensors.add(CommitSensor())
 
     def ready() -> None:
@@ -113,6 +219,10 @@ def build(
         from streams.model_updates import register_model_updates
 
         register_model_updates(app, settings, pipeline)  # hot swap on model-updates (every worker)
+        if settings.shared_state:
+            from streams.mirror import register_mirror
+
+            register_mirror(app, settings, tables, pipeline)  # the other workers' partitions
         if settings.debug_state_route:
             install_state_route(app, pipeline)
         recovered = {"n": 0}
@@ -133,6 +243,8 @@ def build(
         metrics.set_model_version(str(getattr(engine, "model_version", "zero-shot")))
 
     register_agent(app, settings, topics, handler.handle, "passthrough" if passthrough else "process")
+    # a broker that lost its data: resume input partitions whose log went backwards (streams/offsets_guard.py)
+    register_offsets_guard(app, settings, topics.inputs.topics, handler if isinstance(handler, Pipeline) else None)
 
     @app.timer(LAG_INTERVAL_S)
     async def _consumer_lag() -> None:

@@ -184,7 +184,10 @@ def bench_throughput_cmd(
         Path | None, typer.Option("--plot", help="PNG: latency histogram and throughput over time.")
     ] = None,
     phases: str = typer.Option(
-        "passthrough,throughput,latency", "--phases", help="Subset of the phases to run."
+        "passthrough,throughput,latency",
+        "--phases",
+        help="Subset of the phases to run: passthrough, throughput, two-workers (the same backlog drained by "
+        "two worker processes of one app), latency.",
     ),
 ) -> None:
     """Full pipeline vs pass-through events/s, latency p50/p95/p99 at --rate, item freshness."""

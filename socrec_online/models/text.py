@@ -74,11 +74,24 @@ class TextEncoderConfig:
             pooling=s.text_pooling,
             max_length=s.text_max_length,
             batch_size=s.text_batch_size,
-            quantize=s.text_quantize,
+            quantize=quantize_on(s),
             cache_size=s.text_cache_size,
             device=s.device,
             dtype=s.text_dtype,
         )
+
+
+def quantize_on(settings: Settings) -> bool:
+    """``text_quantize`` where it applies: int8 dynamic quantization has CPU kernels only, so on cuda
+    the setting is ignored (said once in the log) rather than refusing to start a GPU worker."""
+    from socrec_online.settings import resolve_device
+
+    if not settings.text_quantize:
+        return False
+    if resolve_device(settings.device).type != "cpu":
+        log.info("text_quantize ignored on %s: int8 dynamic quantization runs on CPU only", settings.device)
+        return False
+    return True
 
 
 def text_key(text: str) -> bytes:

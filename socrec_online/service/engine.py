@@ -686,22 +686,10 @@ class Engine:
         with metrics.stage("embed"):
             for u in act_changed:
                 self.user_last_ts[self.users.row(u)] = self.activity[u].last_ts
-            self._embed_texts(new_item_text, new_profile, new_comments)
-            self._rebuild_eng_rows(list(eng_changed))
-            if retexted:
-                nu = len(self.users)
-                hit = np.isin(self.eng_item[:nu], np.asarray(retexted, np.int64)).any(axis=1)
-                interest_dirty.update(np.nonzero(hit)[0].tolist())
-            if interest_dirty:
-                self._recompute_interest(np.fromiter(interest_dirty, np.int64, len(interest_dirty)))
-            if interest_dirty or follow_changed:
-                self._propagate(interest_dirty, follow_changed)
-            if new_item_text:
-                self._ann_add()
-            if feed_model and self.model is not None:
-                changes.item_ids = self.items.ids(new_item_text)
-                changes.item_rows = list(new_item_text)
-                self.model.learn_batch(self, changes)
+            self._derive(
+                new_item_text, new_profile, new_comments, eng_changed, interest_dirty, follow_changed, retexted,
+                changes if feed_model else None,
+            )
 
         # Followers of users who engaged see new social proof: republish them too (bounded).
         cap = s.fanout_max_users
@@ -739,6 +727,37 @@ class Engine:
             metrics.ONLINE_HIT_RATIO.set(sum(self._hit_window) / len(self._hit_window))
         self._update_graph_gauges()
         return res
+
+    def _derive(
+        self,
+        item_text: dict[int, str],
+        profiles: dict[int, str],
+        comments: dict[int, int],
+        eng_changed: set[int],
+        interest_dirty: set[int],
+        follow_changed: set[int],
+        retexted: list[int],
+        changes: GraphChanges | None,
+    ) -> None:
+        """Bring the derived state up to date with changed raw state: encode the new texts (one call),
+        refresh engagements, interests, the social tower of the affected k-hop neighbourhood, the
+        ANN index and the attached model's graph."""
+        self._embed_texts(item_text, profiles, comments)
+        self._rebuild_eng_rows(list(eng_changed))
+        if retexted:
+            nu = len(self.users)
+            hit = np.isin(self.eng_item[:nu], np.asarray(retexted, np.int64)).any(axis=1)
+            interest_dirty.update(np.nonzero(hit)[0].tolist())
+        if interest_dirty:
+            self._recompute_interest(np.fromiter(interest_dirty, np.int64, len(interest_dirty)))
+        if interest_dirty or follow_changed:
+            self._propagate(interest_dirty, follow_changed)
+        if item_text:
+            self._ann_add()
+        if changes is not None and self.model is not None:
+            changes.item_ids = self.items.ids(item_text)
+            changes.item_rows = list(item_text)
+            self.model.learn_batch(self, changes)
 
     def _update_graph_gauges(self) -> None:
         metrics.GRAPH_NODES.labels(kind="users").set(len(self.users))
@@ -1431,6 +1450,118 @@ class Engine:
         gc.collect()
         gc.freeze()
 
+    def upsert(self, values: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+        """Take over table values another worker wrote (keys of partitions this worker does not own).
+
+        With several workers each applies only its partitions' events, but scoring needs the whole
+        graph, catalogue and the neighbours' interests. Every worker reads the others' changelogs
+        (``streams.mirror``) and hands the latest full values here: the raw state is replaced, and
+        only what it feeds is derived again (texts that changed, engagements, interests, the k-hop
+        social tower, the ANN index). A value seen twice changes nothing. Publishes nothing: the
+        worker that applied the event scored its users. ``None`` values are ignored (never written).
+        """
+        self._apply_pending_model()
+        lim = self.settings.dedup_ids_per_key
+        clock_cap = time.time() + _MAX_CLOCK_SKEW_S
+        latest = self.clock
+        item_text: dict[int, str] = {}
+        retexted: list[int] = []
+        profiles: dict[int, str] = {}
+        comments: dict[int, int] = {}
+        eng_changed: set[int] = set()
+        interest_dirty: set[int] = set()
+        follow_changed: set[int] = set()
+        feed_model = self.model is not None and hasattr(self.model, "learn_batch")
+        changes = GraphChanges()
+        n = {"items": 0, "social": 0, "activity": 0}
+        for iid, v in (values.get("items") or {}).items():
+            if v is None:
+                continue
+            ist = ItemState.from_json(v, lim)
+            old = self.item_state.get(iid)
+            row = self._item_row(iid)
+            if old is None or old.text != ist.text:
+                item_text[row] = ist.text
+                if old is not None:
+                    retexted.append(row)
+                    self._ann_stale = True
+            self.item_state[iid] = ist
+            self.item_ts[row] = ist.ts
+            self.item_author[row] = self._user_row(ist.author) if ist.author else -1
+            self._item_text_words.pop(row, None)
+            self._sim_reason_cache.pop((row, True), None)
+            self._sim_reason_cache.pop((row, False), None)
+            latest = max(latest, ist.ts)
+            n["items"] += 1
+        for uid, v in (values.get("social") or {}).items():
+            if v is None:
+                continue
+            sst = SocialState.from_json(v, lim)
+            old_s = self.social.get(uid)
+            row = self._user_row(uid)
+            before = old_s.following if old_s is not None else {}
+            for t in before:
+                if t not in sst.following:
+                    self.n_edges -= 1
+                    self.followers.get(self._user_row(t), set()).discard(row)
+                    changes.follows.append((uid, t, True))
+            for t in sst.following:
+                if t not in before:
+                    self.n_edges += 1
+                    self.followers.setdefault(self._user_row(t), set()).add(row)
+                    changes.follows.append((uid, t, False))
+            for t in sst.unfollowed:
+                self._user_row(t)
+            self.social[uid] = sst
+            self._fol_rows.pop(row, None)
+            self._unfollowed_rows.pop(row, None)
+            self._csr_cache = None
+            follow_changed.add(row)
+            latest = max(latest, sst.last_ts)
+            n["social"] += 1
+        for uid, v in (values.get("activity") or {}).items():
+            if v is None:
+                continue
+            ast = ActivityState.from_json(v, lim)
+            old_a = self.activity.get(uid)
+            row = self._user_row(uid)
+            self.activity[uid] = ast
+            self.user_last_ts[row] = ast.last_ts
+            if ast.profile and (old_a is None or old_a.profile != ast.profile):
+                profiles[row] = ast.profile
+            prev = old_a.comments if old_a is not None else []
+            if ast.comments != prev:
+                # appended at the end (older ones may have dropped off the front): encode the new tail
+                # only when the kept head is the old tail, else all of them
+                k = next((k for k in range(len(ast.comments), -1, -1) if ast.comments[:k] == prev[len(prev) - k :]), 0)
+                ce = self._comment_emb.get(row)
+                if k == 0 or ce is None:
+                    self._comment_emb.pop(row, None)
+                    comments[row] = len(ast.comments)
+                elif k == len(ast.comments):  # only dropped from the front
+                    self._comment_emb[row] = ce[ce.shape[0] - k :]
+                else:
+                    comments[row] = len(ast.comments) - k
+            if old_a is None or old_a.recent != ast.recent:
+                eng_changed.add(row)
+                self._seen_rows.pop(row, None)
+                if feed_model:
+                    was = old_a.recent if old_a is not None else {}
+                    for iid, e in ast.recent.items():
+                        if iid in self.item_state and (iid not in was or was[iid][0] != e[0]):
+                            changes.engaged[(uid, iid)] = e[0]
+            interest_dirty.add(row)  # the interest's time anchor (last_ts) moves with any event
+            latest = max(latest, ast.last_ts)
+            n["activity"] += 1
+        self.clock = max(self.clock, min(latest, clock_cap))
+        with metrics.stage("embed"):
+            self._derive(
+                item_text, profiles, comments, eng_changed, interest_dirty, follow_changed, retexted,
+                changes if feed_model else None,
+            )
+        self._update_graph_gauges()
+        return n
+
     def load_snapshot(self, path: str) -> str:
         """Verify, load and attach the snapshot at ``path`` now, and serve it; returns its version.
 
@@ -1523,8 +1654,8 @@ def set_service_torch_threads(settings: Settings) -> int:
 def service_text_dtype(settings: Settings) -> Literal["float32", "bfloat16"]:
     """The engine's text-tower dtype: the service's dominant cost is encoding new texts, and
     bfloat16 on AMX measured 1.4 ms a text against 4.1 ms for float32 (one core, MiniLM)."""
-    if settings.text_quantize:
-        return "float32"  # int8 quantization starts from float32 weights
+    if settings.text_quantize and resolve_device(settings.device).type == "cpu":
+        return "float32"  # int8 quantization starts from float32 weights (ignored on cuda)
     if settings.service_text_dtype != "auto":
         return settings.service_text_dtype
     if settings.text_dtype == "float32" and _native_bf16(resolve_device(settings.device)):

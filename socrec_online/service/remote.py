@@ -235,6 +235,11 @@ class RemoteEngine:
         self.call("restore", tables)
         self._known_items = set(tables.get("items", {}))
 
+    def upsert(self, values: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+        result: dict[str, int] = self.call("upsert", values)
+        self._known_items.update(k for k, v in (values.get("items") or {}).items() if v is not None)
+        return result
+
     def stats(self) -> dict[str, int]:
         result: dict[str, int] = self.call("stats")
         return result
