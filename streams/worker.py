@@ -124,16 +124,24 @@ class RewindOnJump:
             if position is not None and offset >= position:
                 continue  # stale: the client reads it again from its position
             mark = self._read_offset.get(tp)
+            # the group's commit: everything below it is applied, so never read again from there
+            committed = getattr(self, "_committed_offset", {}).get(tp)
             if mark is not None and offset < mark:
                 self._read_offset[tp] = offset
-            elif mark is not None and offset > mark + 1 and jumped.get(tp) != mark:
+            elif (
+                mark is not None
+                and offset > mark + 1
+                and jumped.get(tp) != mark
+                and (committed is None or offset > committed)  # else the mark is stale: the record is due
+            ):
+                back = mark if committed is None else max(mark, committed)
                 jumped[tp] = mark
                 rewound.add(tp)
                 log.info(  # expected around a rebalance
                     "input %s[%d]: record %d after read mark %d: reading again from %d",
-                    tp.topic, tp.partition, offset, mark, mark,
+                    tp.topic, tp.partition, offset, mark, back,
                 )  # fmt: skip
-                await self.seek(tp, mark)  # type: ignore[attr-defined]
+                await self.seek(tp, back)  # type: ignore[attr-defined]
                 continue
             yield tp, message
 

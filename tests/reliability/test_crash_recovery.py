@@ -60,10 +60,14 @@ def test_sigterm_under_load_commits_offsets_and_restarts_without_duplicates(
     # the commit is missing: a restart re-delivers nothing already applied.
     assert r["applied_beyond_commit"] == 0
     assert r["unapplied_below_commit"] == 0
-    # At-least-once with two micro-batches in flight: the batch whose outputs were being written
-    # when the stop came may be delivered again (never more than one batch); its effects are not
-    # doubled (idempotent on event_id: ``doubled`` and the oracle comparison below).
-    assert r["redelivered_after_restart"] <= Settings().batch_max_events
+    # At-least-once: the batch whose outputs were being written when the stop came may be
+    # delivered again, and since the consumer re-reads from Faust's read mark when the first record
+    # a restarted worker is handed lies past it (streams/worker.py RewindOnJump: a skipped record
+    # would be lost) a few hundred records already applied come again (measured 190-260 with
+    # 256-event batches; 0-56 before that rule). Their effects are never doubled (idempotent on
+    # event_id: ``doubled`` and the oracle comparison below); the bound catches a restart that
+    # re-reads whole partitions.
+    assert r["redelivered_after_restart"] <= 4 * Settings().batch_max_events
     assert r["events"] == len(stream)
     assert r["lost"] == 0, (r["lost_examples"], "dead-lettered:", r["lost_dead_lettered"])
     assert r["differing_keys"] == 0, (r["differing_examples"], r["first_difference"])
