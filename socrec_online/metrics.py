@@ -128,6 +128,13 @@ OFFSET_RESETS = Counter(
     ["topic", "reason"],
     registry=REGISTRY,
 )
+DELIVERY_GAPS = Counter(
+    "socrec_consumer_delivery_gaps_total",
+    "Input records handed to the agent right after a hole in their partition (offsets fetched and dropped "
+    "by the stream layer, not a hole in the log): read again from the hole, by topic.",
+    ["topic"],
+    registry=REGISTRY,
+)
 TEXT_CACHE_HITS = Counter("socrec_text_cache_hits_total", "Text embedding cache hits.", registry=REGISTRY)
 TEXT_CACHE_MISSES = Counter(
     "socrec_text_cache_misses_total", "Text embedding cache misses.", registry=REGISTRY

@@ -38,6 +38,7 @@ from socrec_online.health import set_os_thread_name
 from socrec_online.service.decode import DeadLetterReason, DecodeError, dead_letter_record, decode_event
 from socrec_online.service.remote import Encoded
 from socrec_online.settings import Settings
+from streams.delivery import drop_past_holes
 from streams.output import OutputProducer
 from streams.tables import apply_updates, fence, settle, snapshot_tables
 from streams.topics import DEAD_LETTERS, PASSTHROUGH, RECOMMENDATIONS, Topics, base_name, topic_name
@@ -516,6 +517,9 @@ def register_agent(
         )
         try:
             async for window in stream.take_events(settings.batch_max_events, within=settings.batch_max_seconds):
+                window = drop_past_holes(app.consumer, window)  # streams/delivery.py: read again in order
+                if not window:
+                    continue
                 if catchup is not None and catchup.hold(window):
                     continue  # behind: merge the next window in before the engine sees it
                 batch, merged = catchup.release(window) if catchup is not None else (window, [])

@@ -423,6 +423,30 @@ class Engine:
             self.user_tb[row] = _tiebreak(uid)
         return row
 
+    def _set_edge(self, row: int, target: str, *, on: bool) -> None:
+        """A follow edge's derived bookkeeping: the edge count and the reverse (followers) index."""
+        trow = self._user_row(target)
+        if on:
+            self.n_edges += 1
+            self.followers.setdefault(trow, set()).add(row)
+        else:
+            self.n_edges -= 1
+            self.followers.get(trow, set()).discard(row)
+
+    def _follows_changed(self, row: int) -> None:
+        """Drop what was cached from ``row``'s follow lists (rows, the social tower's CSR)."""
+        self._fol_rows.pop(row, None)
+        self._unfollowed_rows.pop(row, None)
+        self._csr_cache = None
+
+    def _item_row_changed(self, row: int, st: ItemState) -> None:
+        """An item's per-row arrays and caches follow its (new) state."""
+        self.item_ts[row] = st.ts
+        self.item_author[row] = self._user_row(st.author) if st.author else -1
+        self._item_text_words.pop(row, None)
+        self._sim_reason_cache.pop((row, True), None)
+        self._sim_reason_cache.pop((row, False), None)
+
     def _item_row(self, iid: str) -> int:
         row = self.items.add(iid)
         if row >= self.item_ts.shape[0]:
@@ -596,11 +620,10 @@ class Engine:
                         outcome("follows", "rejected")
                         continue
                     row = self.users.row(ev.user_id)
-                    trow = self._user_row(ev.target_id)
+                    self._user_row(ev.target_id)  # a followed user has a row before any event of theirs
                     if ev.undo:
                         if sst.following.pop(ev.target_id, None) is not None:
-                            self.n_edges -= 1
-                            self.followers.get(trow, set()).discard(row)
+                            self._set_edge(row, ev.target_id, on=False)
                         sst.unfollowed.pop(ev.target_id, None)
                         sst.unfollowed[ev.target_id] = ev.ts
                         while len(sst.unfollowed) > MAX_UNFOLLOWED:
@@ -608,16 +631,13 @@ class Engine:
                     else:
                         if ev.target_id not in sst.following:
                             sst.following[ev.target_id] = ev.ts
-                            self.n_edges += 1
-                            self.followers.setdefault(trow, set()).add(row)
+                            self._set_edge(row, ev.target_id, on=True)
                         sst.unfollowed.pop(ev.target_id, None)
                     sst.ids.add(ev.event_id)
                     sst.last_ts = max(sst.last_ts, ev.ts)
                     if feed_model:
                         changes.follows.append((ev.user_id, ev.target_id, ev.undo))
-                    self._fol_rows.pop(row, None)
-                    self._unfollowed_rows.pop(row, None)
-                    self._csr_cache = None
+                    self._follows_changed(row)
                     soc_changed.add(ev.user_id)
                     follow_changed.add(row)
                     touched[ev.user_id] = ev.event_id
@@ -642,11 +662,7 @@ class Engine:
                             self._ann_stale = True
                         ist.text, ist.ts, ist.author, ist.tags = ev.text, ev.ts, ev.author_id, list(ev.tags)
                     ist.ids.add(ev.event_id)
-                    self.item_ts[row] = ev.ts
-                    self.item_author[row] = self._user_row(ev.author_id) if ev.author_id else -1
-                    self._item_text_words.pop(row, None)
-                    self._sim_reason_cache.pop((row, True), None)
-                    self._sim_reason_cache.pop((row, False), None)
+                    self._item_row_changed(row, ist)
                     items_changed.add(ev.item_id)
                 elif t is Profile:
                     ev = cast(Profile, ev)
@@ -1404,19 +1420,16 @@ class Engine:
         for iid, v in sorted(items_t.items(), key=lambda kv: (float(kv[1].get("ts", 0.0)), kv[0])):
             st = ItemState.from_json(v, lim)
             self.item_state[iid] = st
-            row = self._item_row(iid)
-            self.item_ts[row] = st.ts
-            self.item_author[row] = self._user_row(st.author) if st.author else -1
+            self._item_row_changed(self._item_row(iid), st)
             self.clock = max(self.clock, st.ts)
         for uid, v in sorted(tables.get("social", {}).items()):
             sst = SocialState.from_json(v, lim)
             self.social[uid] = sst
             row = self._user_row(uid)
             for t in sst.following:
-                self.followers.setdefault(self._user_row(t), set()).add(row)
+                self._set_edge(row, t, on=True)
             for t in sst.unfollowed:
                 self._user_row(t)
-            self.n_edges += len(sst.following)
             self.clock = max(self.clock, sst.last_ts)
         profiles: dict[int, str] = {}
         comments: dict[int, int] = {}
@@ -1486,11 +1499,7 @@ class Engine:
                     retexted.append(row)
                     self._ann_stale = True
             self.item_state[iid] = ist
-            self.item_ts[row] = ist.ts
-            self.item_author[row] = self._user_row(ist.author) if ist.author else -1
-            self._item_text_words.pop(row, None)
-            self._sim_reason_cache.pop((row, True), None)
-            self._sim_reason_cache.pop((row, False), None)
+            self._item_row_changed(row, ist)
             latest = max(latest, ist.ts)
             n["items"] += 1
         for uid, v in (values.get("social") or {}).items():
@@ -1502,20 +1511,16 @@ class Engine:
             before = old_s.following if old_s is not None else {}
             for t in before:
                 if t not in sst.following:
-                    self.n_edges -= 1
-                    self.followers.get(self._user_row(t), set()).discard(row)
+                    self._set_edge(row, t, on=False)
                     changes.follows.append((uid, t, True))
             for t in sst.following:
                 if t not in before:
-                    self.n_edges += 1
-                    self.followers.setdefault(self._user_row(t), set()).add(row)
+                    self._set_edge(row, t, on=True)
                     changes.follows.append((uid, t, False))
             for t in sst.unfollowed:
                 self._user_row(t)
             self.social[uid] = sst
-            self._fol_rows.pop(row, None)
-            self._unfollowed_rows.pop(row, None)
-            self._csr_cache = None
+            self._follows_changed(row)
             follow_changed.add(row)
             latest = max(latest, sst.last_ts)
             n["social"] += 1

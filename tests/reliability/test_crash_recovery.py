@@ -19,12 +19,6 @@ from streams.bench_reliability import Rig, crash_scenario, graceful_scenario, ma
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue #6, open: about 1 run in 4 loses a few early events of a partition (7 in the last CI run, "
-    "s.likes.p0.0000002-6) or applies an older event after a newer one; the assertion message carries the "
-    "diagnosis. Lead: Faust's Consumer._new_offset commits over a held record (README, Reliability).",
-)
 def test_kill_9_three_times_loses_and_doubles_nothing(
     rig_factory: Callable[..., Rig], tiny_text_model_path: Path
 ) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from _engine_texts import T0, TEXTS
+from _engine_texts import T0, TEXTS, random_batches
 
 from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile, Query
 from socrec_online.service.decode import DeadLetterReason
@@ -273,36 +274,16 @@ def test_an_event_from_the_future_does_not_expire_the_catalogue(encoder: Any) ->
 @pytest.mark.parametrize("seed", [7, 8, 9])
 def test_random_streams_keep_every_promise(encoder: Any, seed: int) -> None:
     """Random mixes of every event kind (undos, repeats, unknown ids): no crash, filters hold, restore agrees."""
-    import random
-
     rng = random.Random(seed)
     users = [f"u{i}" for i in range(12)]
     items = [f"x{i}" for i in range(30)]
     eng = make(encoder, top_k=8, recent_per_user=6, seen_per_user=10)
     tables: dict[str, dict[str, Any]] = {n: {} for n in Engine.TABLES}
-    author = {}
-    n = 0
-    for _ in range(12):
-        batch: list[Event] = []
-        for _ in range(25):
-            n += 1
-            u, it, t = rng.choice(users), rng.choice(items), T0 + n
-            kind = rng.random()
-            if kind < 0.15:
-                author[it] = rng.choice(users)
-                batch.append(ItemPublished(f"e{n}", it, t, rng.choice(TEXTS), author_id=author[it]))
-            elif kind < 0.4:
-                batch.append(Click(f"e{n}", u, it, t, rng.choice([None, 50, 5000])))
-            elif kind < 0.55:
-                batch.append(Like(f"e{n}", u, it, t, undo=rng.random() < 0.3))
-            elif kind < 0.65:
-                batch.append(Comment(f"e{n}", u, it, t, rng.choice(["love it", "this is awful", "ok"])))
-            elif kind < 0.85:
-                batch.append(Follow(f"e{n}", u, rng.choice(users), t, undo=rng.random() < 0.3))
-            elif kind < 0.95:
-                batch.append(Profile(f"e{n}", u, t, rng.choice(TEXTS)))
-            else:
-                batch.append(Query(f"e{n}", u, t, rng.choice(TEXTS)))
+    author: dict[str, str | None] = {}
+    for batch in random_batches(
+        seed, users, items, batches=12, size=25, publish=0.15, undo=0.3, queries=True, self_follows=True
+    ):
+        author.update((ev.item_id, ev.author_id) for ev in batch if isinstance(ev, ItemPublished))
         if rng.random() < 0.3:
             batch += batch[:5]  # in-batch replays
         r = eng.learn_many(batch)

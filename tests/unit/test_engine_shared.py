@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import random
 import zlib
 from typing import Any
 
 import pytest
-from _engine_texts import T0, TEXTS
+from _engine_texts import T0, TEXTS, random_batches
 
-from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile, key_of
+from socrec_online.events import Event, ItemPublished, key_of
 from socrec_online.service.engine import Engine
 from socrec_online.settings import Settings
 
@@ -27,36 +26,14 @@ def owner(ev: Event) -> int:
 
 
 def stream(seed: int) -> list[list[Event]]:
-    rng = random.Random(seed)
-    batches: list[list[Event]] = [
-        [
-            ItemPublished(f"i-{i}", it, T0 + i, TEXTS[i % len(TEXTS)] + f" {i}", author_id=rng.choice(USERS))
-            for i, it in enumerate(ITEMS)
-        ]
+    first = [
+        ItemPublished(f"i-{i}", it, T0 + i, TEXTS[i % len(TEXTS)] + f" {i}", author_id=USERS[(i * 5) % len(USERS)])
+        for i, it in enumerate(ITEMS)
     ]
-    n = 100
-    for _ in range(8):
-        batch: list[Event] = []
-        for _ in range(20):
-            n += 1
-            u, it, t = rng.choice(USERS), rng.choice(ITEMS), T0 + n
-            k = rng.random()
-            if k < 0.3:
-                batch.append(Click(f"e{n}", u, it, t, rng.choice([None, 50, 5000])))
-            elif k < 0.45:
-                batch.append(Like(f"e{n}", u, it, t, undo=rng.random() < 0.2))
-            elif k < 0.6:
-                text = rng.choice(["love it", "this is awful", "ok I guess", "brilliant, more please"])
-                batch.append(Comment(f"e{n}", u, it, t, text))
-            elif k < 0.85:
-                v = rng.choice([x for x in USERS if x != u])
-                batch.append(Follow(f"e{n}", u, v, t, undo=rng.random() < 0.2))
-            elif k < 0.95:
-                batch.append(Profile(f"e{n}", u, t, rng.choice(TEXTS)))
-            else:
-                batch.append(ItemPublished(f"e{n}", rng.choice(ITEMS), t, rng.choice(TEXTS) + " v2"))
-        batches.append(batch)
-    return batches
+    rest = random_batches(
+        seed, USERS, ITEMS, batches=8, size=20, publish=0.05, undo=0.2, queries=False, self_follows=False
+    )
+    return [first, *rest]
 
 
 def top(payloads: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:

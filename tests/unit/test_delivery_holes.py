@@ -1,0 +1,98 @@
+"""streams.delivery on Faust's own consumer: records the stream layer dropped are read again, in order,
+before anything past them is applied or committed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faust.types import TP, Message
+from test_commit_below_held import CLICKS, consumer, delivered
+
+from streams.delivery import drop_past_holes
+
+
+class Ev:
+    def __init__(self, m: Message) -> None:
+        self.message = m
+
+
+def hand_over(c: Any, *offsets: int) -> list[Ev]:
+    """What the stream does per record: the sensor call, then the agent's window."""
+
+    async def go() -> list[Ev]:
+        evs = []
+        for o in offsets:
+            (m,) = delivered(c, range(o, o + 1))  # Faust's track_message calls the sensor
+            evs.append(Ev(m))
+        await asyncio.sleep(0)  # the scheduled seek runs (and fails: the consumer never started)
+        return evs
+
+    return asyncio.run(go())
+
+
+def offsets(window: Any) -> list[int]:
+    return [ev.message.offset for ev in window]
+
+
+def test_records_past_a_dropped_range_are_dropped_and_nothing_is_committed_until_it_comes_again() -> None:
+    c = consumer(hardened=True)
+    c._committed_offset[CLICKS] = 5
+    first = hand_over(c, 5, 6)
+    assert offsets(drop_past_holes(c, first)) == [5, 6]
+    for ev in first:
+        c.ack(ev.message)
+    window = hand_over(c, 9, 10)  # 7 and 8 never reached the agent
+    kept = drop_past_holes(c, window)
+    assert kept == [] and all(ev.message.refcount > 0 for ev in window)  # never acknowledged by the stream
+    assert c._new_offset(CLICKS) is None  # not even 7: the hole blocks the partition's commit
+    hand_over(c, 10)  # a stale record queued before the seek: still past the hole
+    assert c.has_hole(CLICKS)
+    again = hand_over(c, 7, 8, 9, 10)  # read again from the hole, in order
+    assert offsets(drop_past_holes(c, again)) == [7, 8, 9, 10]
+    for ev in again:
+        c.ack(ev.message)
+    assert c._new_offset(CLICKS) == 11
+
+
+def test_a_range_the_log_does_not_have_closes_when_its_record_comes_again() -> None:
+    c = consumer(hardened=True)
+    c._committed_offset[CLICKS] = 5
+    (five,) = hand_over(c, 5)
+    hand_over(c, 8)  # offsets 6-7 missing: the seek back finds the same record first
+    assert c.has_hole(CLICKS)
+    (eight,) = hand_over(c, 8)
+    assert not c.has_hole(CLICKS)
+    (nine,) = drop_past_holes(c, hand_over(c, 9))
+    for ev in (five, eight, nine):
+        c.ack(ev.message)
+    assert c._new_offset(CLICKS) == 6  # Faust's rule from here: 5 done, then a gap it never recorded
+
+
+def test_gaps_faust_saw_in_the_log_are_not_holes() -> None:
+    c = consumer(hardened=True)
+    c._committed_offset[CLICKS] = 5
+    hand_over(c, 5)
+    c._gap[CLICKS].addi(6, 8)  # what Faust's fetch loop records for a jump in the log
+    hand_over(c, 8)
+    assert not c.has_hole(CLICKS)
+
+
+def test_a_rebalance_forgets_holes_and_expectations() -> None:
+    c = consumer(hardened=True)
+    c._committed_offset[CLICKS] = 5
+    hand_over(c, 5, 9)
+    assert c.has_hole(CLICKS)
+    c.stop_flow()
+    assert not c.has_hole(CLICKS)
+    c._committed_offset[CLICKS] = 20  # another worker committed meanwhile
+    hand_over(c, 20, 21)
+    assert not c.has_hole(CLICKS)
+
+
+def test_other_topics_are_not_watched() -> None:
+    c = consumer(hardened=True)
+    tp = TP("x-changelog", 0)
+    c.delivered(tp, 5)
+    c.delivered(tp, 50)
+    assert not c.has_hole(tp)
