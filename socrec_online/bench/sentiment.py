@@ -11,6 +11,9 @@
    before the temporal test cut (items, follows, profiles, clicks, likes, comments) into one
    engine with ``sentiment_weighting=true`` and one with ``false`` (every comment counts
    positive: |sentiment|), then Recall@10 on each user's first-time engagements after the cut.
+   Two more readings: ``paired@10`` counts the targets only one arm found where their top-10
+   lists differ (Recall means hide how few hits sentiment moves), and ``oracle`` is the ceiling
+   of any use of sentiment: an engine that never sees an engagement its user did not enjoy.
 """
 
 from __future__ import annotations
@@ -143,6 +146,7 @@ def run_ablation(
     base = {"top_k": 20, "who_to_follow_k": 0, "fanout_max_users": 0} | settings
     s_aware = bench_settings(**(base | {"sentiment_weighting": True}))
     s_blind = bench_settings(**(base | {"sentiment_weighting": False}))
+    s_oracle = bench_settings(**(base | {"sentiment_weighting": True, "top_k": 2 * base["top_k"]}))
     enc = encoder if encoder is not None else make_encoder(s_aware, "synthetic")
     per_seed: dict[str, Any] = {}
     for seed in seeds:
@@ -156,13 +160,11 @@ def run_ablation(
         rp = Replay(st.subset(past), comments, None, dict(ds.profiles), published)
         test = split.test.subset(published[split.test.item])
         targets = targets_of(ds, test)
-        theta = ds.meta.get("theta")
-        topic = ds.meta.get("item_topic")
+        enjoys = ds.meta.get("enjoys")
         enjoyed: dict[str, set[str]] = {}
-        if isinstance(theta, np.ndarray) and isinstance(topic, np.ndarray):
+        if isinstance(enjoys, np.ndarray):
             # the generator's own notion of "liked it" (the comment sentiment follows it too)
-            ok = theta[test.user, topic[test.item]] > 0.15
-            enjoyed = targets_of(ds, test.subset(ok))
+            enjoyed = targets_of(ds, test.subset(enjoys[test.user, test.item]))
         users = sorted(targets)
         events = events_of(ds, rp)
         row: dict[str, Any] = {
@@ -170,13 +172,18 @@ def run_ablation(
             "comments_replayed": len(comments),
             "negative_comments_replayed": int(sum((c.sentiment_truth or 0) < 0 for c in comments)),
         }
+        arms: dict[str, dict[str, list[str]]] = {}
         for name, s in (("aware", s_aware), ("blind", s_blind)):
             eng = Engine(s, enc)
             row[f"replay_{name}"] = replay(eng, events, progress=progress, desc=f"seed {seed} {name}")
-            ranked = engine_rankings(eng, users, now=t_cut)
+            ranked = arms[name] = engine_rankings(eng, users, now=t_cut)
             row[name] = score_rankings(ranked, targets)
             if enjoyed:
                 row[f"{name}_enjoyed"] = score_rankings(ranked, enjoyed)
+        row["paired@10"] = paired_difference(arms["aware"], arms["blind"], targets, enjoyed)
+        if isinstance(enjoys, np.ndarray):
+            row["oracle"], row["oracle_enjoyed"] = _oracle(ds, rp, enjoys, s_oracle, enc, users, targets, enjoyed,
+                                                           t_cut, progress, seed)
         hist = history_of(ds, rp.inter)
         counts = np.bincount(rp.inter.item, minlength=ds.n_items).astype(np.float64)
         pop = popularity_rankings(counts, ds.items.all_ids, users, hist, 20, published)
@@ -192,9 +199,11 @@ def run_ablation(
 
     summary = {
         k: {m: mean(k, m) for m in ("recall@10", "ndcg@10", "recall@20")}
-        for k in ("aware", "blind", "popularity", "aware_enjoyed", "blind_enjoyed")
+        for k in ("aware", "blind", "oracle", "popularity", "aware_enjoyed", "blind_enjoyed", "oracle_enjoyed")
     }
     deltas = [r["delta_recall@10"] for r in per_seed.values()]
+    paired = {key: int(sum(r["paired@10"][key] for r in per_seed.values())) for key in
+              next(iter(per_seed.values()))["paired@10"]} if per_seed else {}
     return {
         "bench": "sentiment_ablation",
         "dataset": "synthetic",
@@ -206,8 +215,56 @@ def run_ablation(
         "mean": summary,
         "aware_minus_blind_recall@10": {"mean": round(float(np.mean(deltas)), 6), "per_seed": deltas,
                                         "seeds_aware_higher": int(sum(d > 0 for d in deltas))},
+        "paired@10": paired,
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _oracle(
+    ds: Any, rp: Replay, enjoys: np.ndarray, settings: Any, enc: Any, users: Sequence[str],
+    targets: dict[str, set[str]], enjoyed: dict[str, set[str]], t_cut: float, progress: bool, seed: int,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The upper bound of any use of sentiment: an engine that never sees an engagement its user
+    did not enjoy (the generator's ground truth, commented or not). Its rankings are cut to what
+    the others may show (the user's whole history masked), so it wastes no slot on seen items."""
+    from socrec_online.service.engine import Engine
+
+    inter = rp.inter.subset(enjoys[rp.inter.user, rp.inter.item])
+    clean = Replay(inter, [c for c in rp.comments if enjoys[c.user, c.item]], rp.follow_mask, rp.profiles,
+                   rp.item_mask)
+    eng = Engine(settings, enc)
+    replay(eng, events_of(ds, clean), progress=progress, desc=f"seed {seed} oracle")
+    hist = history_of(ds, rp.inter)
+    k = settings.top_k // 2
+    ranked = {u: [i for i in r if i not in hist.get(u, ())][:k]
+              for u, r in engine_rankings(eng, users, now=t_cut).items()}
+    return score_rankings(ranked, targets), score_rankings(ranked, enjoyed) if enjoyed else {}
+
+
+def paired_difference(
+    a: dict[str, list[str]], b: dict[str, list[str]], targets: dict[str, set[str]],
+    enjoyed: dict[str, set[str]] | None = None, k: int = 10,
+) -> dict[str, int]:
+    """Where two arms' top-k lists differ, the targets only one of them found. Two Recall means hide
+    how few lists sentiment changes; this paired count says it (hits won vs lost, a sign test)."""
+    out = {"users": 0, "users_differing": 0, "slots_differing": 0, "hits_only_aware": 0, "hits_only_blind": 0,
+           "enjoyed_hits_only_aware": 0, "enjoyed_hits_only_blind": 0}
+    for u, t in targets.items():
+        if not t:
+            continue
+        sa, sb = set(a.get(u, ())[:k]), set(b.get(u, ())[:k])
+        out["users"] += 1
+        only_a, only_b = sa - sb, sb - sa
+        if not only_a and not only_b:
+            continue
+        out["users_differing"] += 1
+        out["slots_differing"] += len(only_a)
+        out["hits_only_aware"] += len(only_a & t)
+        out["hits_only_blind"] += len(only_b & t)
+        e = (enjoyed or {}).get(u, set())
+        out["enjoyed_hits_only_aware"] += len(only_a & e)
+        out["enjoyed_hits_only_blind"] += len(only_b & e)
+    return out
 
 
 def _test_with_original_mask(
@@ -256,10 +313,10 @@ def run_trained_ablation(
         split = temporal_split(ds.stream, ds.n_users, ds.n_items)
         t_valid = float(split.meta["t_valid"])  # type: ignore[arg-type]
         comments = [c for c in ds.comments if c.ts < t_valid]  # only what training may see
-        theta, topic = ds.meta.get("theta"), ds.meta.get("item_topic")
+        enjoys = ds.meta.get("enjoys")
         enjoyed = None
-        if isinstance(theta, np.ndarray) and isinstance(topic, np.ndarray):
-            enjoyed = split.test.subset(theta[split.test.user, topic[split.test.item]] > 0.15)
+        if isinstance(enjoys, np.ndarray):
+            enjoyed = split.test.subset(enjoys[split.test.user, split.test.item])
         item_text = None
         if any(KIND_OF[m] != "gnn" for m in models):
             from socrec_online.bench.quality import load_item_text
@@ -335,8 +392,10 @@ def print_table(result: dict[str, Any]) -> None:
 def _print_ablation(con: Any, ab: dict[str, Any]) -> None:
     from rich.table import Table
 
-    t = Table(title="sentiment ablation: synthetic, temporal, serving engine (Recall@10 / NDCG@10)")
-    for c in ("seed", "aware", "blind", "aware - blind", "popularity", "aware (enjoyed)", "blind (enjoyed)"):
+    gen = ", ".join(f"{k}={v}" for k, v in (ab.get("synthetic") or {}).items())
+    t = Table(title=f"sentiment ablation: synthetic ({gen or 'defaults'}), temporal, serving engine (Recall@10 / NDCG@10)")
+    for c in ("seed", "aware", "blind", "aware - blind", "oracle", "popularity", "aware (enjoyed)", "blind (enjoyed)",
+              "oracle (enjoyed)"):
         t.add_column(c, justify="right")
     for seed, r in ab["per_seed"].items():
         t.add_row(
@@ -344,9 +403,11 @@ def _print_ablation(con: Any, ab: dict[str, Any]) -> None:
             f"{r['aware']['recall@10']:.4f} / {r['aware']['ndcg@10']:.4f}",
             f"{r['blind']['recall@10']:.4f} / {r['blind']['ndcg@10']:.4f}",
             f"{r['delta_recall@10']:+.4f}",
+            f"{r.get('oracle', {}).get('recall@10', float('nan')):.4f}",
             f"{r['popularity']['recall@10']:.4f}",
             f"{r.get('aware_enjoyed', {}).get('recall@10', float('nan')):.4f}",
             f"{r.get('blind_enjoyed', {}).get('recall@10', float('nan')):.4f}",
+            f"{r.get('oracle_enjoyed', {}).get('recall@10', float('nan')):.4f}",
         )
     m = ab["mean"]
     t.add_row(
@@ -354,11 +415,20 @@ def _print_ablation(con: Any, ab: dict[str, Any]) -> None:
         f"{m['aware']['recall@10']:.4f} / {m['aware']['ndcg@10']:.4f}",
         f"{m['blind']['recall@10']:.4f} / {m['blind']['ndcg@10']:.4f}",
         f"{ab['aware_minus_blind_recall@10']['mean']:+.4f}",
+        f"{(m.get('oracle', {}).get('recall@10') or float('nan')):.4f}",
         f"{m['popularity']['recall@10']:.4f}",
         f"{(m['aware_enjoyed']['recall@10'] or float('nan')):.4f}",
         f"{(m['blind_enjoyed']['recall@10'] or float('nan')):.4f}",
+        f"{(m.get('oracle_enjoyed', {}).get('recall@10') or float('nan')):.4f}",
     )
     con.print(t)
+    p = ab.get("paired@10")
+    if p:
+        con.print(
+            f"top-10 lists that differ: {p['users_differing']} of {p['users']} users, {p['slots_differing']} slots; "
+            f"targets found only by aware {p['hits_only_aware']} vs only by blind {p['hits_only_blind']} "
+            f"(enjoyed {p['enjoyed_hits_only_aware']} vs {p['enjoyed_hits_only_blind']})"
+        )
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> None:

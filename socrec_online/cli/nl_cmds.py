@@ -41,6 +41,10 @@ def bench_sentiment_cmd(
     comment_share: float = typer.Option(
         0.1, "--comment-share", help="Synthetic: share of engagements followed by a comment (generator default 0.1)."
     ),
+    aversions: int = typer.Option(
+        0, "--aversions", min=0, max=8,
+        help="Synthetic: disliked words per user inside their favourite topic, learned from experience (0 = off).",
+    ),
     ablation: bool = typer.Option(True, "--ablation/--no-ablation", help="Also run the ranking ablation."),
     trained: str = typer.Option(
         "", "--trained-models", help="Also train these (e.g. lightgcn,fused) on aware vs blind labels (minutes)."
@@ -59,7 +63,9 @@ def bench_sentiment_cmd(
 
     res: dict[str, object] = {"scorer": run_sentiment_eval()}
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    synthetic = {"comment_share": comment_share}
+    synthetic: dict[str, object] = {"comment_share": comment_share}
+    if aversions:
+        synthetic["aversions"] = aversions
     if ablation:
         res["ablation"] = run_ablation(seed_list, progress=progress, synthetic=synthetic)
     models = [m.strip() for m in trained.split(",") if m.strip()]

@@ -5,6 +5,12 @@ some random accounts; items are written in their topic's words; clicks and likes
 taste plus what followed users engaged with; comments carry sentiment consistent with
 whether the item matched the commenter's taste, so sentiment-aware learning is testable, and a
 follower does not copy an item its followee panned in a (visible) comment (``skip_panned``).
+
+``aversions`` (off by default, so every other bench's figures stand) adds dislikes INSIDE a
+user's favourite topic: words the user turns out not to stand, learned from experience. Without
+it every disliked item is off the user's taste, far from what a recommender puts in their list,
+so "this is awful lowers the item and its neighbours" has little to act on (README, "Sentiment").
+``meta["enjoys"]`` (U, I) is the ground truth a comment's sign follows.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ TEMPLATES = [
 ]
 POSITIVE = ["love it", "this is great", "amazing, thanks for sharing", "really enjoyed this", "brilliant {a}"]
 NEGATIVE = ["this is awful", "boring and pointless", "terrible, not for me", "hate this {a}", "what a waste of time"]
+LIKE_THRESHOLD = 0.15
+"""A user enjoys a topic whose share of their taste exceeds this (and always their top topic)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ class SyntheticConfig:
     comment_share: float = 0.1
     profile_share: float = 0.5  # users who wrote a declared-interest profile
     skip_panned: bool = True  # a followee's visible negative comment keeps followers from copying the item
+    aversions: int = 0  # words of their top topic a user turns out to dislike ("a jazz fan who hates bebop")
+    aversion_learning: float = 0.8  # after a bad experience, the drop in the chance of picking that word again
     time_span_s: float = 30 * 86400.0
     start_ts: float = 1_700_000_000.0
     seed: int = 0
@@ -72,11 +82,14 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
     users = IdMap(f"u{u}" for u in range(cfg.n_users))
     items = IdMap(f"i{i}" for i in range(cfg.n_items))
     texts: list[str] = []
+    item_words: list[frozenset[str]] = []
     tags: list[tuple[str, ...]] = []
     for i in range(cfg.n_items):
         words = TOPICS[names[item_topic[i]]]
         a, b, c = rng.choice(words, size=3, replace=False)
-        texts.append(str(rng.choice(TEMPLATES)).format(a=a, b=b, c=c))
+        tpl = str(rng.choice(TEMPLATES))
+        texts.append(tpl.format(a=a, b=b, c=c))
+        item_words.append(frozenset(str(w) for k, w in zip("abc", (a, b, c), strict=True) if "{" + k + "}" in tpl))
         tags.append((names[item_topic[i]].replace(" ", "-"),))
     authors: list[str | None] = [f"u{int(rng.integers(cfg.n_users))}" for _ in range(cfg.n_items)]
 
@@ -103,7 +116,21 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
     n_total = cfg.n_users * cfg.interactions_per_user
     ts_all = np.sort(cfg.start_ts + rng.uniform(cfg.time_span_s * 0.05, cfg.time_span_s, size=n_total))
     who = rng.integers(0, cfg.n_users, size=n_total)
+    enjoys = theta > LIKE_THRESHOLD  # (U, K) the topics a user's comments are positive about
+    enjoys[np.arange(cfg.n_users), theta.argmax(1)] = True
     pref = theta[:, item_topic] + 1e-3  # (U, I)
+    # Aspect aversions (off by default): disliked words inside the user's favourite topic, unknown to
+    # the user until a bad experience. Drawn from their own rng stream: the default output is unchanged.
+    arng = np.random.default_rng([cfg.seed, 1])
+    averse: list[frozenset[str]] = [
+        frozenset(str(w) for w in arng.choice(TOPICS[names[int(theta[u].argmax())]], size=cfg.aversions, replace=False))
+        if cfg.aversions else frozenset()
+        for u in range(cfg.n_users)
+    ]
+    with_word: dict[str, np.ndarray] = {}
+    if cfg.aversions:
+        for w in {w for a in averse for w in a}:
+            with_word[w] = np.fromiter((w in iw for iw in item_words), bool, cfg.n_items)
     history: list[list[int]] = [[] for _ in range(cfg.n_users)]
     seen: list[set[int]] = [set() for _ in range(cfg.n_users)]
     us, its, tss, ks = [], [], [], []
@@ -126,6 +153,9 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
                 continue
             item = int(rng.choice(cfg.n_items, p=p / s))
         seen[u].add(item)
+        bad = averse[u] & item_words[item]
+        for w in bad:  # once bitten: the user picks items with that word less from now on
+            pref[u, with_word[w]] *= 1.0 - cfg.aversion_learning
         history[u].append(item)
         r = rng.random()
         kind = KIND_LIKE if r < cfg.like_share else KIND_CLICK
@@ -134,12 +164,16 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
         tss.append(t)
         ks.append(kind)
         if rng.random() < cfg.comment_share:
-            liked = theta[u, item_topic[item]] > 0.15
+            liked = bool(enjoys[u, item_topic[item]]) and not bad
             pool = POSITIVE if liked else NEGATIVE
             word = str(rng.choice(TOPICS[names[item_topic[item]]]))
             comments.append(CommentRow(u, item, t + 1.0, str(rng.choice(pool)).format(a=word), 1.0 if liked else -1.0))
             if not liked and cfg.skip_panned:
                 panned[u].add(item)
+    enjoys_item = enjoys[:, item_topic]  # (U, I) what a comment of u on i would praise
+    for u, a in enumerate(averse):
+        for w in a:
+            enjoys_item[u, with_word[w]] = False
     # Negative comments are on items the user clicked but did not enjoy: interactions stay (a click
     # happened), sentiment tells the model which way to weigh them.
     profiles = {}
@@ -168,7 +202,8 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
         item_tags=tags,
         profiles=profiles,
         comments=comments,
-        meta={"config": cfg.__dict__, "topics": names, "theta": theta, "item_topic": item_topic},
+        meta={"config": cfg.__dict__, "topics": names, "theta": theta, "item_topic": item_topic,
+              "enjoys": enjoys_item, "aversions": [sorted(a) for a in averse]},
     )
 
 

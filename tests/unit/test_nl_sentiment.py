@@ -3,6 +3,7 @@ the way its words say (issue #5, Must 1)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +104,14 @@ def test_training_labels_drop_panned_pairs_only_when_sentiment_aware() -> None:
 def test_ablation_bench_replays_both_arms_on_the_same_split(encoder: Any) -> None:
     from socrec_online.bench.sentiment import print_table, run_ablation, run_sentiment_eval
 
-    small = {"n_users": 80, "n_items": 150, "comment_share": 0.3}
+    small = {"n_users": 80, "n_items": 150, "comment_share": 0.3, "aversions": 1}
     res = run_ablation(seeds=(4,), encoder=encoder, progress=False, synthetic=small)
     row = res["per_seed"]["4"]
     assert row["negative_comments_replayed"] > 0 and row["comments_replayed"] > row["negative_comments_replayed"]
     assert row["replay_aware"]["events"] == row["replay_blind"]["events"] and row["replay_aware"]["rejected"] == 0
-    for arm in ("aware", "blind", "popularity", "aware_enjoyed", "blind_enjoyed"):
+    for arm in ("aware", "blind", "oracle", "popularity", "aware_enjoyed", "blind_enjoyed", "oracle_enjoyed"):
         assert row[arm]["n_users"] > 0 and 0.0 <= row[arm]["recall@10"] <= 1.0
+    assert row["oracle"]["n_users"] == row["aware"]["n_users"] == row["paired@10"]["users"]
     assert res["aware_minus_blind_recall@10"]["per_seed"] == [row["delta_recall@10"]]
     print_table({"scorer": run_sentiment_eval(), "ablation": res})
 
@@ -122,3 +124,66 @@ def test_trained_ablation_trains_both_label_sets() -> None:
     row = res["per_seed"]["4"]
     assert row["lightgcn_aware"]["train_pairs"] < row["lightgcn_blind"]["train_pairs"]  # panned pairs dropped
     assert row["lightgcn_aware"]["n_users"] == row["lightgcn_blind"]["n_users"]  # same test users, same mask
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text))
+
+
+_GEN = {"n_users": 150, "n_items": 300, "interactions_per_user": 30, "comment_share": 0.5}
+
+
+def test_aversions_change_behaviour_not_the_world_and_comments_follow_the_ground_truth() -> None:
+    """The option is drawn from its own random stream: same tastes, items and follows as the default
+    generator (and the default's output is unchanged); every comment's sign matches ``meta["enjoys"]``, and
+    some pans now land inside the commenter's favourite topic (the case the engine can act on)."""
+    from socrec_online.data.synthetic import SyntheticConfig, generate
+
+    base = generate(SyntheticConfig(seed=11, **_GEN))
+    av = generate(SyntheticConfig(seed=11, aversions=1, **_GEN))
+    assert av.item_text == base.item_text and np.array_equal(av.meta["theta"], base.meta["theta"])
+    assert np.array_equal(av.social_src, base.social_src) and np.array_equal(av.social_dst, base.social_dst)
+    for ds in (base, av):
+        enjoys = ds.meta["enjoys"]
+        assert all(((c.sentiment_truth or 0) > 0) == bool(enjoys[c.user, c.item]) for c in ds.comments)
+    theta, topic = av.meta["theta"], av.meta["item_topic"]
+    inside = [c for c in av.comments if (c.sentiment_truth or 0) < 0 and topic[c.item] == theta[c.user].argmax()]
+    assert len(inside) >= 20
+    assert all(set(av.meta["aversions"][c.user]) & _words(av.item_text[c.item]) for c in inside)
+    base_inside = [c for c in base.comments if (c.sentiment_truth or 0) < 0 and topic[c.item] == theta[c.user].argmax()]
+    assert not base_inside  # without aversions a user never pans their favourite topic
+
+
+def _share_after_first_bad(ds: Any) -> float:
+    """Share of engagements that carry the user's averted word, after the user's first such one."""
+    words = ds.meta["aversions"]
+    inter = ds.interactions
+    hit = n = 0
+    first: set[int] = set()
+    for u, i in zip(inter.user.tolist(), inter.item.tolist(), strict=True):
+        bad = bool(set(words[u]) & _words(ds.item_text[i]))
+        if u in first:
+            n += 1
+            hit += bad
+        elif bad:
+            first.add(u)
+    return hit / n
+
+
+def test_once_bitten_users_pick_the_disliked_word_less() -> None:
+    from socrec_online.data.synthetic import SyntheticConfig, generate
+
+    learns = _share_after_first_bad(generate(SyntheticConfig(seed=12, aversions=1, **_GEN)))
+    never = _share_after_first_bad(generate(SyntheticConfig(seed=12, aversions=1, aversion_learning=0.0, **_GEN)))
+    assert learns < 0.6 * never
+
+
+def test_paired_difference_counts_only_the_hits_one_arm_alone_found() -> None:
+    from socrec_online.bench.sentiment import paired_difference
+
+    aware = {"u1": ["a", "b", "c"], "u2": ["x", "y"], "u3": ["p"]}
+    blind = {"u1": ["a", "d", "c"], "u2": ["y", "x"], "u3": ["q"]}
+    targets = {"u1": {"b", "d", "a"}, "u2": {"x"}, "u3": {"q"}, "u4": set()}
+    p = paired_difference(aware, blind, targets, {"u1": {"b"}}, k=3)
+    assert p == {"users": 3, "users_differing": 2, "slots_differing": 2, "hits_only_aware": 1,
+                 "hits_only_blind": 2, "enjoyed_hits_only_aware": 1, "enjoyed_hits_only_blind": 0}
