@@ -1173,9 +1173,12 @@ def run_bench(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
     _print_table(result)
-    shutil.rmtree(workdir, ignore_errors=True)
     ok = result["lost"] == 0 and result["doubled"] == 0 and result["differing_keys"] == 0
     ok = ok and result["dead_lettered"] == result["bad_inputs"] and result["agent_restarts"] == 0
+    if ok:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"worker logs kept in {workdir}")
     return 0 if ok else 1
 
 

@@ -209,6 +209,7 @@ async def _latency_phase(
     worker = WorkerProcess(env, log_path=workdir / "lat.log").start()
     sent_ts: dict[str, float] = {}
     latencies: list[float] = []
+    sent_at: list[float] = []  # send ts of each latencies entry: the series over time
     query_lat: list[float] = []
     probe_items: dict[str, float] = {}  # item id -> item event ts
     found: dict[str, float] = {}  # item id -> freshness seconds
@@ -220,6 +221,7 @@ async def _latency_phase(
         if src is not None and measuring["on"]:
             if kind == "items":
                 latencies.append(published - src)
+                sent_at.append(src)
             elif kind == "query":
                 query_lat.append(published - src)
         if kind == "query":
@@ -236,6 +238,7 @@ async def _latency_phase(
         async with EventProducer(settings) as producer:
             boot = await produce(producer, head, 0.0)
             await wait_drained(port, boot.sent, idle_timeout=60)
+            before = await asyncio.to_thread(scrape, port)
             measuring["on"] = True
             rng = random.Random(0)
 
@@ -277,6 +280,8 @@ async def _latency_phase(
     finally:
         await asyncio.to_thread(worker.stop)
     fresh = list(found.values())
+    batches = final.get("socrec_batch_events_count", 0.0) - before.get("socrec_batch_events_count", 0.0)
+    batch_events = final.get("socrec_batch_events_sum", 0.0) - before.get("socrec_batch_events_sum", 0.0)
     return {
         "events": stats.sent,
         "offered_rate": rate,
@@ -287,7 +292,27 @@ async def _latency_phase(
         "probes": len(probe_items),
         "probes_missed": len(probe_items) - len(found),
         "worker_e2e_count": final.get("socrec_end_to_end_latency_seconds_count", 0.0),
+        # engine batches of the live part: far above rate x batch window means catch-up merged them
+        "batches": int(batches),
+        "mean_batch_events": round(batch_events / batches, 1) if batches else None,
+        "by_second": _by_second(sent_at, latencies),
     }
+
+
+def _by_second(sent_at: list[float], latencies: list[float]) -> list[list[float]]:
+    """[second since the first send, recommendations, p50 ms, max ms]: shows whether a slow tail is a
+    start-up transient or a steady state."""
+    if not sent_at:
+        return []
+    t0 = min(sent_at)
+    bins: dict[int, list[float]] = {}
+    for ts, lat in zip(sent_at, latencies, strict=True):
+        bins.setdefault(int(ts - t0), []).append(lat)
+    out = []
+    for sec in sorted(bins):
+        xs = sorted(bins[sec])
+        out.append([sec, len(xs), round(xs[len(xs) // 2] * 1000.0, 1), round(xs[-1] * 1000.0, 1)])
+    return out
 
 
 def _ms(d: dict[str, float]) -> dict[str, float | None]:

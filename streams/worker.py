@@ -28,7 +28,7 @@ from socrec_online.settings import Settings
 from streams.admin import TopicMismatchError, ensure_topics
 from streams.agents import Passthrough, Pipeline, register_agent
 from streams.app import create_app
-from streams.delivery import DeliverySensor, RereadHoles
+from streams.delivery import DeliverySensor, RereadHoles, items_behind
 from streams.liveness import install_health_route, install_state_route
 from streams.offsets_guard import register_offsets_guard
 from streams.output import OutputProducer
@@ -264,6 +264,7 @@ def build(
                 engine = Engine.from_settings(settings)
         tables = declare_tables(app, settings, type(engine).TABLES)
         pipeline = Pipeline(settings, topics, tables, engine, out, on_ready=ready)
+        pipeline.items_behind = items_behind(app, settings)
         handler = pipeline
         from streams.model_updates import register_model_updates
 

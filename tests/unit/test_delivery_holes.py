@@ -96,3 +96,18 @@ def test_other_topics_are_not_watched() -> None:
     c.delivered(tp, 5)
     c.delivered(tp, 50)
     assert not c.has_hole(tp)
+
+
+def test_before_the_first_commit_the_first_fetched_offset_is_expected() -> None:
+    """A partition the group never committed: records dropped before the first one handed over
+    were lost for good (the bench lost whole early ranges of such partitions)."""
+    c = consumer(hardened=True)
+    c._delivery()[2][CLICKS] = 0  # what the fetch loop saw first (getmany records it)
+    window = hand_over(c, 40, 41)
+    assert drop_past_holes(c, window) == [] and c.has_hole(CLICKS)
+    assert c._new_offset(CLICKS) is None
+    again = hand_over(c, *range(42))
+    assert offsets(drop_past_holes(c, again)) == list(range(42))
+    for ev in again:
+        c.ack(ev.message)
+    assert c._new_offset(CLICKS) == 42

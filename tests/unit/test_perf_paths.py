@@ -27,7 +27,7 @@ def _window(n: int, start: int = 0) -> list[Any]:
 
 def _catchup(highwater: int, **kw: Any) -> CatchUp:
     """``highwater``: the partition's end offset as the consumer last saw it."""
-    base = {"batch_catchup_backlog": 100, "batch_catchup_max_events": 100, "batch_catchup_max_seconds": 5.0}
+    base = {"batch_catchup_backlog": 101, "batch_catchup_max_events": 100, "batch_catchup_max_seconds": 5.0}
     return CatchUp(Settings(**{**base, **kw}), lambda tp: highwater)
 
 
@@ -77,8 +77,9 @@ def test_a_revoked_partition_is_not_a_reason_to_hold() -> None:
     def gone(tp: Any) -> int:
         raise RuntimeError("partition not assigned")
 
-    c = CatchUp(Settings(batch_catchup_backlog=1), gone)
+    c = CatchUp(Settings(batch_catchup_backlog=2048), gone)
     assert not c.hold(_window(40))
+    assert c.waiting() == 0  # and it no longer counts at all
 
 
 def test_int8_setting_applies_on_cpu_and_is_ignored_with_a_log_line_on_cuda(
@@ -144,3 +145,138 @@ def test_held_events_are_delivered_without_a_next_window() -> None:
     handled, acked = asyncio.run(go())
     assert [ev.message.offset for ev in handled] == list(range(40))
     assert acked == handled and all(ev.message.refcount == 0 for ev in acked)
+
+
+def test_settings_refuse_a_backlog_threshold_one_merged_batch_can_refill() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="must exceed batch_catchup_max_events"):
+        Settings(batch_catchup_backlog=256, batch_catchup_max_events=1024)
+    assert Settings(batch_catchup_backlog=0, batch_catchup_max_events=1024).batch_catchup_backlog == 0  # off
+    d = Settings()
+    assert d.batch_catchup_backlog == 0 or d.batch_catchup_backlog > d.batch_catchup_max_events
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},  # the defaults
+        {"batch_catchup_backlog": 2048, "batch_catchup_max_events": 1024},
+        {"batch_catchup_backlog": 1025, "batch_catchup_max_events": 1024},
+        # what issue #3 measured (p50 0.4-2 s at 500 ev/s instead of ~0.14 s), now refused by Settings
+        pytest.param({"batch_catchup_backlog": 256, "batch_catchup_max_events": 1024}, marks=pytest.mark.xfail(strict=True)),
+    ],
+)
+def test_records_arriving_during_one_merged_batch_do_not_start_the_next_merge(kw: dict[str, int]) -> None:
+    """The cause of the latency regression: a caught-up worker handles one merged batch of max_events;
+    meanwhile at most as many records arrive if it keeps up with its input. They must not count as a
+    backlog, or every batch at a live rate is merged: held up to max_s, then max_events long to process."""
+    settings = Settings.model_construct(**{**Settings().model_dump(), **kw})  # the xfail case bypasses the check
+    assert settings.batch_catchup_backlog > 0  # catch-up on
+    end = {"hw": 1000}
+    c = CatchUp(settings, lambda tp: end["hw"])
+    assert not c.hold(_window(40, 960))  # caught up at offset 999
+    end["hw"] = 1000 + settings.batch_catchup_max_events  # arrived during the merged batch
+    assert not c.hold(_window(64, 1000))
+
+
+def test_small_windows_move_the_read_position_too() -> None:
+    """A live stream's windows are mostly under MIN_CATCHUP_WINDOW and skip the check; a position left
+    at the last big window would count every record handled since as still waiting."""
+    end = {"hw": 40}
+    c = CatchUp(Settings(batch_catchup_backlog=2048), lambda tp: end["hw"])
+    assert not c.hold(_window(40))
+    for start in range(40, 5000, 10):  # ~10 events per 20 ms window at 500 events/s
+        assert not c.hold(_window(10, start))
+    end["hw"] = 5040
+    assert not c.hold(_window(40, 5000))  # caught up: 0 waiting, not 5,000
+    assert c.waiting() == 0
+
+
+def test_the_small_window_right_after_a_merge_joins_the_next_merge_while_behind() -> None:
+    """The window after a merged batch is small (the loop was publishing it) though the backlog is
+    still there; handled alone it would cost a whole engine round trip for a few events."""
+    c = CatchUp(Settings(batch_catchup_backlog=2048), lambda tp: 100_000)
+    pos = 0
+    while c.hold(_window(256, pos)):
+        pos += 256
+    batch, merged = c.release(_window(256, pos))
+    assert len(batch) >= 1024 and merged
+    assert c.hold(_window(3, pos + 256))
+    c.release(_window(3, pos + 259))
+    # ...but a live stream's small window after an ordinary batch is not even looked at
+    calls: list[Any] = []
+    live = CatchUp(Settings(batch_catchup_backlog=2048), lambda tp: calls.append(tp) or 100_000)
+    assert not live.hold(_window(3))
+    assert calls == []
+
+
+def _simulate(
+    settings: Settings,
+    backlog: int,
+    rate: float,
+    seconds: float,
+    stall_s: float,
+    fixed_s: float = 0.06,
+    per_event_s: float = 0.0008,
+) -> tuple[float, list[int]]:
+    """A fake-clock worker on one partition: ``backlog`` records at t=0 then ``rate`` per second; 20 ms
+    windows of at most 256; a batch of n costs ``fixed_s + per_event_s * n``; one stall of ``stall_s``
+    at t=5 s. Returns (median latency of the second half of the records, the batch sizes)."""
+    clock = {"t": 0.0}
+    total = backlog + int(rate * seconds)
+
+    def arrived(t: float) -> int:
+        return min(total, backlog + int(t * rate) + 1)
+
+    c = CatchUp(settings, lambda tp: arrived(clock["t"]), clock=lambda: clock["t"])
+    pos, stalled = 0, False
+    latency: dict[int, float] = {}
+    sizes: list[int] = []
+    while pos < total:
+        end = min(pos + 256, arrived(clock["t"] + 0.02))
+        clock["t"] += 0.02
+        if end <= pos:
+            continue
+        window, pos = _window(end - pos, pos), end
+        if c.hold(window):
+            continue
+        batch, _ = c.release(window)
+        clock["t"] += fixed_s + per_event_s * len(batch)
+        if not stalled and clock["t"] >= 5.0:
+            clock["t"] += stall_s
+            stalled = True
+        sizes.append(len(batch))
+        for ev in batch:
+            i = ev.message.offset
+            latency[i] = clock["t"] - (0.0 if i < backlog else (i - backlog) / rate)
+    second_half = sorted(latency[i] for i in range(total // 2, total))
+    return second_half[len(second_half) // 2], sizes
+
+
+def test_catch_up_at_a_live_rate_a_stall_and_a_backlog() -> None:
+    on, off = Settings(batch_catchup_backlog=2048), Settings(batch_catchup_backlog=0)
+    # 500 events/s that the usual windows keep up with: the very same batches
+    lat_on, sizes_on = _simulate(on, backlog=0, rate=500.0, seconds=20.0, stall_s=0.0)
+    lat_off, sizes_off = _simulate(off, backlog=0, rate=500.0, seconds=20.0, stall_s=0.0)
+    assert sizes_on == sizes_off and lat_on == lat_off and lat_on < 0.25
+    # a 2 s stall (a GC pause, a loaded machine): 1,000 records wait, which the usual batches drain
+    lat_on, sizes_on = _simulate(on, backlog=0, rate=500.0, seconds=20.0, stall_s=2.0)
+    lat_off, sizes_off = _simulate(off, backlog=0, rate=500.0, seconds=20.0, stall_s=2.0)
+    assert sizes_on == sizes_off and lat_on == lat_off
+    # a 20,000-record backlog: batches of ~max_events, so fewer per-batch costs and an earlier finish
+    _, merged = _simulate(on, backlog=20_000, rate=1.0, seconds=1.0, stall_s=0.0)
+    _, plain = _simulate(off, backlog=20_000, rate=1.0, seconds=1.0, stall_s=0.0)
+    assert max(merged) >= on.batch_catchup_max_events and len(merged) * 2 < len(plain)
+
+
+def test_a_started_merge_reads_the_lag_down_before_handing_over() -> None:
+    """Stopping as soon as fewer than ``backlog`` records wait made 30-200-event merges that pinned a
+    saturated worker's lag at the threshold; once started, a merge takes up to max_events."""
+    c = CatchUp(Settings(batch_catchup_backlog=2048), lambda tp: 2300)
+    assert c.hold(_window(200))  # 2,099 wait: a merge starts
+    assert all(c.hold(_window(256, s)) for s in (200, 456, 712))  # 1,844 / 1,588 / 1,332 wait: reads on
+    assert not c.hold(_window(256, 968))  # would pass max_events: handed over with this window
+    batch, merged = c.release(_window(256, 968))
+    assert len(batch) == 1224 and len(merged) == 968
+    assert not c.hold(_window(256, 1224))  # 820 wait: not enough to start the next merge
