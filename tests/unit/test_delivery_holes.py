@@ -111,3 +111,32 @@ def test_before_the_first_commit_the_first_fetched_offset_is_expected() -> None:
     for ev in again:
         c.ack(ev.message)
     assert c._new_offset(CLICKS) == 42
+
+
+def test_input_partitions_never_committed_are_read_from_their_beginning() -> None:
+    """Faust leaves a partition with no commit to the client's reset, which started one at offset
+    514 of a log starting at 0 on the embedded broker: an explicit seek to 0 reads it whole."""
+    from streams.delivery import RereadHoles
+
+    done, fresh, other = TP("clicks", 0), TP("clicks", 1), TP("x-changelog", 0)
+
+    class Base:
+        def __init__(self) -> None:
+            self.seeks: list[tuple[Any, int]] = []
+
+        async def perform_seek(self) -> None:
+            self.seeks.append((None, -1))  # Faust: every partition to its committed offset
+
+        def assignment(self) -> set[Any]:
+            return {done, fresh, other}
+
+        async def seek(self, tp: Any, offset: int) -> None:
+            self.seeks.append((tp, offset))
+
+    class C(RereadHoles, Base):
+        input_topics = frozenset({"clicks"})
+
+    c = C()
+    c._committed_offset = {done: 5, fresh: None, other: None}
+    asyncio.run(c.perform_seek())
+    assert c.seeks == [(None, -1), (fresh, 0)]
