@@ -46,10 +46,17 @@ class Demo:
 
     def track(self) -> None:
         try:
-            for c in psutil.Process(self.proc.pid).children(recursive=True):
-                self.descendants.setdefault(c.pid, " ".join(c.cmdline()[:4]))
+            children = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.Error:
-            pass
+            return
+        for c in children:
+            try:
+                # the latest command line: a child seen between fork and exec shows its parent's
+                cmd = " ".join(c.cmdline()[:4])
+            except psutil.Error:
+                cmd = ""  # gone meanwhile: what was seen of it stays
+            if cmd or c.pid not in self.descendants:  # a zombie's is empty
+                self.descendants[c.pid] = cmd
 
     def wait_for_output(self, pattern: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
