@@ -1,17 +1,34 @@
-"""Input records reach the engine in offset order, without holes, within a worker's life (issue #6).
+"""Input records reach the engine once each, in offset order, and no commit passes one that was not
+applied: the consumer side of issue #6 (crash recovery) and #7 (rebalances).
 
-Why: Faust moves a partition's read mark when the Kafka client hands a record over, but its stream
-layer may still drop that record before the agent sees it (flow stopped for a rebalance, a record of
-an older consumer generation, a queue emptied on resume). Nothing then reads it again in this life:
-if the commit passes it, it is lost; if not, the next life reads it after later events of the same
-key were applied, and an older event wins (an unfollow undone by its earlier follow: the kill -9
-test's wrong-value failures). Every record handed to the agent goes past :class:`DeliverySensor`;
-a record past the next expected offset of its partition, over offsets the log does have (not a
-range Faust recorded as a gap in the log, e.g. transaction markers), opens a *hole*: the partition
-is sought back to the hole, the records past it are dropped by the agent before the engine sees
-them (they come again), and nothing of the partition is committed until the hole's first record is
-delivered (or the record that showed the hole comes again first: the log has nothing there). A hole
-that stays open ``HOLE_GIVE_UP_S`` is given up with an error log (commits resume).
+Faust's read marks, stream queues and commit rule leave four ways to skip or reorder an input
+record; :class:`InOrderInput` and :class:`CommitBelowHeld` close them, on any broker, as mixins over
+Faust's consumer (:func:`harden_consumer`):
+
+- *Fetched before a seek, delivered after it.* After a rebalance Faust seeks every partition to its
+  committed offset while its fetch loop runs on (the flow resumes for changelog recovery), so stale
+  records still arrive, overwrite the read mark the seek set, and Faust drops the records fetched
+  again as already read, or records the offsets below a stale record as a gap and counts them
+  acknowledged (a worker that took over a killed one's partitions never applied 4-50 of their
+  events, 1 run in 3 of tests/integration/test_scale_out.py). ``getmany`` drops what lies at or past
+  the client's position, lets the read mark follow a record below it, and seeks back once per mark
+  when a record jumps past it; ``resume_flow`` seeks the input partitions to their commits once more,
+  because ``flow_control.resume()`` empties the stream queues (measured: 43 records gone).
+- *Handed over, then dropped before the agent.* Faust moves the read mark when the client hands a
+  record over, but its stream layer may still drop it (flow stopped, an older generation, a queue
+  emptied on resume); if a commit passes it, it is lost; if not, the next life applies it after later
+  events of the same key (an unfollow undone by its earlier follow: the kill -9 test's wrong values).
+  :class:`DeliverySensor` reports every record handed to the agent; one past the next expected
+  offset, over offsets the log does have (not a gap Faust recorded, e.g. transaction markers), opens
+  a *hole*: the partition is sought back, the agent drops the records past it
+  (:func:`drop_past_holes`), and nothing of the partition is committed until the hole's first record
+  comes (or the record that showed it comes again first: the log has nothing there). A hole open
+  ``HOLE_GIVE_UP_S`` is given up with an error log.
+- *A partition never committed.* Faust leaves it to the client's reset, which on the embedded broker
+  started one at offset 514 of a log starting at 0: ``perform_seek`` reads it from 0.
+- *A held record committed over.* See :class:`CommitBelowHeld`.
+
+Records read twice are idempotent on event_id.
 """
 
 from __future__ import annotations
@@ -19,8 +36,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import faust
 from faust.types import TP
@@ -45,97 +63,179 @@ def _covered(gaps: Any, start: int, end: int) -> bool:
     return at >= end
 
 
-class RereadHoles:
-    """Consumer mixin: tracks what the agent was handed per input partition (see the module)."""
+class _Hole(NamedTuple):
+    start: int  # the first offset the agent was not handed
+    trigger: int  # the record that showed the hole
+    since: float  # time.monotonic() when it opened
+
+
+@dataclass
+class _Marks:
+    """What the agent was handed per input partition since the last rebalance."""
+
+    expected: dict[Any, int] = field(default_factory=dict)  # the next offset due
+    holes: dict[Any, _Hole] = field(default_factory=dict)  # open holes
+    fetched: dict[Any, int] = field(default_factory=dict)  # the lowest offset the client fetched
+
+    def clear(self) -> None:
+        self.expected.clear()
+        self.holes.clear()
+        self.fetched.clear()
+
+
+class InOrderInput:
+    """Consumer mixin: input records reach the agent in offset order, each read again when Faust
+    skipped or dropped it (see the module)."""
 
     input_topics: frozenset[str] = frozenset()
+    _read_offset: Any
     _committed_offset: Any
     _gap: Any
+    _thread: Any
+    _active_partitions: Any
+    _reseek: asyncio.Future[None] | None = None
+    _flow_stops = 0
 
-    def _delivery(self) -> tuple[dict[Any, int], dict[Any, tuple[int, int, float]], dict[Any, int]]:
-        """(next offset expected per partition, open holes: partition -> (first offset, the record
-        that showed it, since), the lowest offset the client fetched per partition since the last
-        rebalance)."""
-        return self.__dict__.setdefault("_delivery_state", ({}, {}, {}))  # type: ignore[no-any-return]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._marks = _Marks()
+        self._jumped_at: dict[Any, int] = {}  # the read mark a jump was read again from, per partition
+
+    # -- a rebalance: seek, stop and resume -------------------------------------------------------
 
     def stop_flow(self) -> None:
-        # a rebalance: every partition is sought to its committed offset, so what was expected goes
-        for state in self._delivery():
-            state.clear()
+        # every partition is sought to its committed offset: what was expected goes
+        self._marks.clear()
+        self._flow_stops += 1
         super().stop_flow()  # type: ignore[misc]
 
-    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-        fetched = self._delivery()[2]
-        async for tp, message in super().getmany(timeout):  # type: ignore[misc]
-            if tp.topic in self.input_topics and message.offset < fetched.get(tp, message.offset + 1):
-                fetched[tp] = message.offset
-            yield tp, message
+    def resume_flow(self) -> None:
+        """With input partitions active, seek them to their committed offsets once more before the
+        flow resumes: Faust empties every stream queue just before, and records fetched after the
+        rebalance's seek and still queued are gone while the fetch position is past them."""
+        if not any(tp.topic in self.input_topics for tp in self._active_partitions or ()):
+            super().resume_flow()  # type: ignore[misc]
+            return
+        self._reseek = asyncio.ensure_future(self._seek_inputs_then_resume(self._flow_stops))
+
+    async def _seek_inputs_then_resume(self, stops: int) -> None:
+        try:
+            await self.perform_seek()
+        except Exception as exc:  # noqa: BLE001 - the rebalance goes on; a later one seeks again
+            log.warning("could not seek the input partitions to their committed offsets again: %r", exc)
+        if self._flow_stops == stops:  # not stopped again meanwhile (a next rebalance)
+            super().resume_flow()  # type: ignore[misc]
 
     async def perform_seek(self) -> None:
         """Faust seeks every partition to its committed offset and leaves one with no commit to the
-        client's reset (``earliest``: ListOffsets). Measured on the embedded broker: a partition the
-        group never committed was reset to offset 514 of a log starting at 0, and everything before
-        was never read (the 5-kill bench lost whole early ranges of partitions that were empty when
-        the group first started). An input partition with no commit is sought to offset 0 instead;
-        on a broker whose log starts later (retention) the fetch answers OffsetOutOfRange and the
-        client's reset applies as before."""
+        client's reset; an input partition with no commit is sought to offset 0 instead (on a broker
+        whose log starts later, retention, the fetch answers OffsetOutOfRange and the reset applies)."""
         await super().perform_seek()  # type: ignore[misc]
         for tp in self.assignment():  # type: ignore[attr-defined]
             if tp.topic in self.input_topics and not getattr(self, "_committed_offset", {}).get(tp):
                 await self.seek(tp, 0)  # type: ignore[attr-defined]
 
+    # -- what the client fetched --------------------------------------------------------------------
+
+    def _fetch_position(self, tp: Any) -> int | None:
+        """The offset the Kafka client fetches next for ``tp`` (None: unknown, e.g. awaiting a reset)."""
+        try:
+            assignment = self._thread._ensure_consumer()._subscription.subscription.assignment
+            state = assignment.state_value(tp)
+        except Exception:  # noqa: BLE001 - no assignment (rebalancing): Faust's own rules apply
+            return None
+        return state.position if state is not None and state.has_valid_position else None
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        rewound: set[Any] = set()
+        fetched = self._marks.fetched
+        async for tp, message in super().getmany(timeout):  # type: ignore[misc]
+            if tp in rewound:
+                continue  # the rest of a fetch made before the seek below
+            if tp.topic not in self.input_topics:
+                yield tp, message
+                continue
+            offset = message.offset
+            position = self._fetch_position(tp)
+            if position is not None and offset >= position:
+                continue  # stale: the client reads it again from its position
+            mark = self._read_offset.get(tp)
+            # the group's commit: everything below it is applied, so never read again from there
+            committed = getattr(self, "_committed_offset", {}).get(tp)
+            if mark is not None and offset < mark:
+                self._read_offset[tp] = offset  # fetched after a seek back: the mark is stale
+            elif (
+                mark is not None
+                and offset > mark + 1
+                and self._jumped_at.get(tp) != mark  # the same jump again: a real hole in the log
+                and (committed is None or offset > committed)  # else the mark is stale: the record is due
+            ):
+                back = mark if committed is None else max(mark, committed)
+                self._jumped_at[tp] = mark
+                rewound.add(tp)
+                log.info(  # expected around a rebalance
+                    "input %s[%d]: record %d after read mark %d: reading again from %d",
+                    tp.topic, tp.partition, offset, mark, back,
+                )  # fmt: skip
+                await self.seek(tp, back)  # type: ignore[attr-defined]
+                continue
+            if offset < fetched.get(tp, offset + 1):
+                fetched[tp] = offset
+            yield tp, message
+
+    # -- what the agent was handed --------------------------------------------------------------------
+
     def hole_below(self, tp: Any, offset: int) -> bool:
         """True: ``offset`` lies past an open hole of ``tp`` (drop it; it is read again)."""
-        hole = self._delivery()[1].get(tp)
-        return hole is not None and offset > hole[0]
+        hole = self._marks.holes.get(tp)
+        return hole is not None and offset > hole.start
 
     def has_hole(self, tp: Any) -> bool:
-        return tp in self._delivery()[1]
+        return tp in self._marks.holes
 
     def next_delivery(self, tp: Any) -> int | None:
         """The offset of ``tp`` the agent is handed next (None: not known yet)."""
-        expected = self._delivery()[0].get(tp)
+        expected = self._marks.expected.get(tp)
         return expected if expected is not None else getattr(self, "_committed_offset", {}).get(tp)
 
     def delivered(self, tp: Any, offset: int) -> None:
         """A record of ``tp`` at ``offset`` is handed to the agent."""
         if tp.topic not in self.input_topics:
             return
-        expected, holes, fetched = self._delivery()
-        hole = holes.get(tp)
+        marks = self._marks
+        hole = marks.holes.get(tp)
         if hole is not None:
-            start, trigger, since = hole
-            if offset == start:
-                del holes[tp]  # the hole's first record: in order again
-            elif offset == trigger:
+            if offset == hole.start:
+                del marks.holes[tp]  # the hole's first record: in order again
+            elif offset == hole.trigger:
                 # handed over again after the seek, with nothing before it: the log has no records
                 # there (e.g. transaction markers at a committed offset)
-                log.info("input %s[%d]: no records at %d-%d in the log", tp.topic, tp.partition, start, offset - 1)
-                del holes[tp]
-            elif offset > start and time.monotonic() - since > HOLE_GIVE_UP_S:
+                log.info("input %s[%d]: no records at %d-%d in the log", tp.topic, tp.partition, hole.start, offset - 1)
+                del marks.holes[tp]
+            elif offset > hole.start and time.monotonic() - hole.since > HOLE_GIVE_UP_S:
                 log.error(
                     "input %s[%d]: offsets %d-%d never came back after %.0f s; going on without them",
-                    tp.topic, tp.partition, start, offset - 1, HOLE_GIVE_UP_S,
+                    tp.topic, tp.partition, hole.start, offset - 1, HOLE_GIVE_UP_S,
                 )  # fmt: skip
-                del holes[tp]
+                del marks.holes[tp]
             else:
                 return
-            expected[tp] = offset + 1
+            marks.expected[tp] = offset + 1
             return
-        want = expected.get(tp)
+        want = marks.expected.get(tp)
         if want is None:
             # the first record handed over: the committed offset, or with none yet (a partition this
             # group never committed) the first offset the client fetched: the records before the
             # first commit are the easiest to drop unseen (measured: whole early ranges of partitions
             # that were still empty at the group's first start)
             committed = getattr(self, "_committed_offset", {}).get(tp)
-            want = committed if committed else fetched.get(tp)
+            want = committed if committed else marks.fetched.get(tp)
             log.info(
                 "input %s[%d]: first record handed over since the assignment: %d (committed %s, first fetched %s)",
-                tp.topic, tp.partition, offset, committed, fetched.get(tp),
+                tp.topic, tp.partition, offset, committed, marks.fetched.get(tp),
             )  # fmt: skip
         if want is not None and offset > want and not _covered(self._gap[tp], want, offset):
-            holes[tp] = (want, offset, time.monotonic())
+            marks.holes[tp] = _Hole(want, offset, time.monotonic())
             metrics.DELIVERY_GAPS.labels(topic=tp.topic).inc()
             log.info(  # expected at a start or rebalance: counted in socrec_consumer_delivery_gaps_total
                 "input %s[%d]: record %d handed over after %d (offsets %d-%d dropped before the agent): "
@@ -144,13 +244,82 @@ class RereadHoles:
             )  # fmt: skip
             asyncio.ensure_future(self._seek_to_hole(tp, want))
             return
-        expected[tp] = offset + 1
+        marks.expected[tp] = offset + 1
 
     async def _seek_to_hole(self, tp: Any, offset: int) -> None:
         try:
             await self.seek(tp, offset)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - revoked meanwhile: the next owner reads from the commit
             log.warning("could not seek %s[%d] back to %d: %r", tp.topic, tp.partition, offset, exc)
+
+
+class CommitBelowHeld:
+    """Consumer mixin: an input partition's commit never passes a record handed to the stream and
+    not yet acknowledged, nor an open hole.
+
+    Why: Faust commits the first consecutive run of acknowledged offsets and checks it against the
+    committed offset with ``min(acked) - committed > 1``, while the committed offset is the *next*
+    record to read; so when the record at the committed offset is still held (an interaction
+    waiting for its item, a window held by catch-up merging) and the next one is acknowledged,
+    Faust commits past it, and with no commit yet (a new group) it checks nothing at all. A crash
+    before the held record is applied then loses it: the kill -9 test lost early events of a
+    partition that way (likes on items not published yet). The rule here needs no offset
+    arithmetic, so a real hole in the log (transaction markers) still commits as before.
+    """
+
+    input_topics: frozenset[str] = frozenset()
+    _acked: Any
+    _gap: Any
+    _unacked_messages: Any
+    _committed_offset: Any
+    _held_now: dict[Any, int] | None = None
+
+    def _lowest_held(self) -> dict[Any, int]:
+        """Per input partition, the lowest offset at or past its commit handed out and not acknowledged."""
+        low: dict[Any, int] = {}
+        committed = self._committed_offset
+        for m in list(self._unacked_messages):
+            tp = m.tp
+            if m.acked or tp.topic not in self.input_topics or m.offset < (committed.get(tp) or 0):
+                continue
+            if m.offset < low.get(tp, m.offset + 1):
+                low[tp] = m.offset
+        return low
+
+    def _filter_committable_offsets(self, tps: Iterable[Any]) -> dict[Any, int]:
+        self._held_now = self._lowest_held()  # one pass over the unacknowledged records per commit
+        try:
+            return super()._filter_committable_offsets(tps)  # type: ignore[misc, no-any-return]
+        finally:
+            self._held_now = None
+
+    def _new_offset(self, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        if tp.topic in self.input_topics and getattr(self, "has_hole", lambda _tp: False)(tp):
+            return None  # records below ``acked`` were dropped before the agent: read again first
+        if acked and tp.topic in self.input_topics:
+            lowest = min(acked)
+            for interval in self._gap[tp]:  # offsets Faust saw no record for count as done
+                lowest = min(lowest, interval.begin)
+            held = (self._held_now if self._held_now is not None else self._lowest_held()).get(tp)
+            if held is not None and held < lowest:
+                return None  # a held record lies below the acknowledged run: wait for it
+        return super()._new_offset(tp)  # type: ignore[misc, no-any-return]
+
+
+def harden_consumer(app: faust.App, input_topics: Iterable[str]) -> None:
+    """Make the app's consumer an :class:`InOrderInput` and :class:`CommitBelowHeld` (before anything
+    creates it), and tell it what the agent is handed."""
+    if app._consumer is not None:
+        raise RuntimeError("the consumer exists already: its class can no longer be set")
+    base = app.transport.Consumer
+    if not issubclass(base, InOrderInput):
+        app.transport.Consumer = type(  # type: ignore[misc]
+            f"Hardened{base.__name__}",
+            (CommitBelowHeld, InOrderInput, base),
+            {"input_topics": frozenset(input_topics)},
+        )
+    app.sensors.add(DeliverySensor(lambda: app._consumer))
 
 
 class DeliverySensor(faust.Sensor):

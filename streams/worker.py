@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from socrec_online.settings import Settings
 from streams.admin import TopicMismatchError, ensure_topics
 from streams.agents import Passthrough, Pipeline, register_agent
 from streams.app import create_app
-from streams.delivery import DeliverySensor, RereadHoles, items_behind
+from streams.delivery import harden_consumer, items_behind
 from streams.liveness import install_health_route, install_state_route
 from streams.offsets_guard import register_offsets_guard
 from streams.output import OutputProducer
@@ -45,157 +44,6 @@ class CommitSensor(faust.Sensor):
 
     def on_commit_completed(self, consumer: Any, state: Any) -> None:
         metrics.mark_commit()
-
-
-class RewindOnJump:
-    """Consumer mixin: input records reach the streams in the order the Kafka client fetches them
-    after its latest seek, so taking partitions over never skips one (issue #7).
-
-    Why: after a rebalance Faust seeks every partition to its committed offset, but its fetch loop
-    runs on (the flow is resumed for changelog recovery), so records fetched before a seek still
-    arrive after it, Faust moves a read mark only after a record's delivery (a stale delivery
-    overwrites the mark the seek set), and ``flow_control.resume()`` empties the stream queues after
-    that seek. Faust then drops the records fetched again as already read, or records the offsets
-    below a stale record as a gap (as if compacted away) and counts them acknowledged: a worker that
-    took over a killed one's partitions never applied 4-50 of their events, and could commit over
-    them (1 run in 3 of tests/integration/test_scale_out.py). Per input record:
-
-    - at or past the client's position: fetched before a seek moved the position back; dropped
-      (the client fetches it again);
-    - below Faust's read mark: fetched after that seek, so the mark is stale; the mark follows it;
-    - past the read mark + 1: the partition is sought back to the mark and the rest of that fetch
-      dropped, once per mark (a jump seen again at the same mark is a real hole in the log, e.g.
-      transaction markers, and goes through as Faust's gap);
-
-    and once the flow resumes with input partitions active, they are sought to their committed
-    offsets again (``resume_flow``). Records read twice are idempotent on event_id.
-    """
-
-    input_topics: frozenset[str] = frozenset()
-    _read_offset: Any
-    _thread: Any
-    _active_partitions: Any
-    _reseek: asyncio.Future[None] | None = None
-    _flow_stops = 0
-
-    def resume_flow(self) -> None:
-        """Faust resumes the flow after ``app.flow_control.resume()``, which empties every stream's
-        queue: input records fetched after the rebalance's seek to the committed offsets and still
-        queued are gone, while the fetch position and the read marks are past them (measured: 43
-        records of a taken-over partition, never applied, never acknowledged). With input partitions
-        active, they are sought to their committed offsets once more before the flow resumes, so
-        those records come again (and nothing is read twice meanwhile)."""
-        if not any(tp.topic in self.input_topics for tp in self._active_partitions or ()):
-            super().resume_flow()  # type: ignore[misc]
-            return
-        self._reseek = asyncio.ensure_future(self._seek_inputs_then_resume(self._flow_stops))
-
-    def stop_flow(self) -> None:
-        self._flow_stops += 1
-        super().stop_flow()  # type: ignore[misc]
-
-    async def _seek_inputs_then_resume(self, stops: int) -> None:
-        try:
-            await self.perform_seek()  # type: ignore[attr-defined]
-        except Exception as exc:  # noqa: BLE001 - the rebalance goes on; a later one seeks again
-            log.warning("could not seek the input partitions to their committed offsets again: %r", exc)
-        if self._flow_stops == stops:  # not stopped again meanwhile (a next rebalance)
-            super().resume_flow()  # type: ignore[misc]
-
-    def _fetch_position(self, tp: Any) -> int | None:
-        """The offset the Kafka client fetches next for ``tp`` (None: unknown, e.g. awaiting a reset)."""
-        try:
-            assignment = self._thread._ensure_consumer()._subscription.subscription.assignment
-            state = assignment.state_value(tp)
-        except Exception:  # noqa: BLE001 - no assignment (rebalancing): Faust's own rules apply
-            return None
-        return state.position if state is not None and state.has_valid_position else None
-
-    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-        rewound: set[Any] = set()
-        jumped: dict[Any, int] = self.__dict__.setdefault("_jumped_at", {})
-        async for tp, message in super().getmany(timeout):  # type: ignore[misc]
-            if tp in rewound:
-                continue  # the rest of a fetch made before the seek below
-            if tp.topic not in self.input_topics:
-                yield tp, message
-                continue
-            offset = message.offset
-            position = self._fetch_position(tp)
-            if position is not None and offset >= position:
-                continue  # stale: the client reads it again from its position
-            mark = self._read_offset.get(tp)
-            # the group's commit: everything below it is applied, so never read again from there
-            committed = getattr(self, "_committed_offset", {}).get(tp)
-            if mark is not None and offset < mark:
-                self._read_offset[tp] = offset
-            elif (
-                mark is not None
-                and offset > mark + 1
-                and jumped.get(tp) != mark
-                and (committed is None or offset > committed)  # else the mark is stale: the record is due
-            ):
-                back = mark if committed is None else max(mark, committed)
-                jumped[tp] = mark
-                rewound.add(tp)
-                log.info(  # expected around a rebalance
-                    "input %s[%d]: record %d after read mark %d: reading again from %d",
-                    tp.topic, tp.partition, offset, mark, back,
-                )  # fmt: skip
-                await self.seek(tp, back)  # type: ignore[attr-defined]
-                continue
-            yield tp, message
-
-
-class CommitBelowHeld:
-    """Consumer mixin: an input partition's commit never passes a record handed to the stream and
-    not yet acknowledged (issue #6).
-
-    Why: Faust commits the first consecutive run of acknowledged offsets and checks it against the
-    committed offset with ``min(acked) - committed > 1``, while the committed offset is the *next*
-    record to read; so when the record at the committed offset is still held (an interaction
-    waiting for its item, a window held by catch-up merging) and the next one is acknowledged,
-    Faust commits past it, and with no commit yet (a new group) it checks nothing at all. A crash
-    before the held record is applied then loses it: the kill -9 test lost early events of a
-    partition that way (likes on items not published yet). The rule here needs no offset
-    arithmetic, so a real hole in the log (transaction markers) still commits as before.
-    """
-
-    input_topics: frozenset[str] = frozenset()
-    _acked: Any
-    _gap: Any
-    _unacked_messages: Any
-    _committed_offset: Any
-
-    def _new_offset(self, tp: Any) -> int | None:
-        acked = self._acked[tp]
-        if tp.topic in self.input_topics and getattr(self, "has_hole", lambda _tp: False)(tp):
-            return None  # records below ``acked`` were dropped before the agent: read again first
-        if acked and tp.topic in self.input_topics:
-            lowest = min(acked)
-            for interval in self._gap[tp]:  # offsets Faust saw no record for count as done
-                lowest = min(lowest, interval.begin)
-            floor = self._committed_offset[tp] or 0  # records below the commit are done already
-            if any(
-                floor <= m.offset < lowest and not m.acked for m in list(self._unacked_messages) if m.tp == tp
-            ):
-                return None  # a held record lies below the acknowledged run: wait for it
-        return super()._new_offset(tp)  # type: ignore[misc, no-any-return]
-
-
-def _harden_consumer(app: faust.App, input_topics: Any) -> None:
-    """Make the app's consumer a :class:`RewindOnJump`, :class:`~streams.delivery.RereadHoles` and
-    :class:`CommitBelowHeld` (before anything creates it), and tell it what the agent is handed."""
-    if app._consumer is not None:
-        raise RuntimeError("the consumer exists already: its class can no longer be set")
-    base = app.transport.Consumer
-    if not issubclass(base, RewindOnJump):
-        app.transport.Consumer = type(  # type: ignore[misc]
-            f"Hardened{base.__name__}",
-            (CommitBelowHeld, RereadHoles, RewindOnJump, base),
-            {"input_topics": frozenset(input_topics)},
-        )
-    app.sensors.add(DeliverySensor(lambda: app._consumer))
 
 
 def _write_ready(path: Path, info: dict[str, Any]) -> None:
@@ -215,7 +63,7 @@ def build(
     """The Faust app with its topics, tables and agent, ready for ``faust.Worker``."""
     app = create_app(settings, app_id=f"{settings.app_id}-passthrough" if passthrough else None)
     topics = declare_topics(app, settings)
-    _harden_consumer(app, topics.inputs.topics)
+    harden_consumer(app, topics.inputs.topics)
     app.sensors.add(CommitSensor())
 
     def ready() -> None:

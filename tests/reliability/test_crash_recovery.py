@@ -62,7 +62,7 @@ def test_sigterm_under_load_commits_offsets_and_restarts_without_duplicates(
     assert r["unapplied_below_commit"] == 0
     # At-least-once: the batch whose outputs were being written when the stop came may be
     # delivered again, and since the consumer re-reads from Faust's read mark when the first record
-    # a restarted worker is handed lies past it (streams/worker.py RewindOnJump: a skipped record
+    # a restarted worker is handed lies past it (streams/delivery.py InOrderInput: a skipped record
     # would be lost) a few hundred records already applied come again (measured 190-260 with
     # 256-event batches; 0-56 before that rule). Their effects are never doubled (idempotent on
     # event_id: ``doubled`` and the oracle comparison below); the bound catches a restart that

@@ -1,4 +1,4 @@
-"""streams.worker.CommitBelowHeld on Faust's own consumer: a held record is never committed over."""
+"""streams.delivery.CommitBelowHeld on Faust's own consumer: a held record is never committed over."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import faust
 import pytest
 from faust.types import TP, Message
 
-from streams.worker import _harden_consumer
+from streams.delivery import harden_consumer
 
 CLICKS = TP("clicks", 0)
 
@@ -18,7 +18,7 @@ def consumer(hardened: bool) -> Any:
     app = faust.App(f"commit-test-{hardened}", broker="kafka://127.0.0.1:1")
     app.topic("clicks")
     if hardened:
-        _harden_consumer(app, {"clicks"})
+        harden_consumer(app, {"clicks"})
     c = app.consumer
     app.topics._acking_topics.add("clicks")  # what the conductor does once the agent subscribes
     return c
@@ -66,3 +66,21 @@ def test_other_topics_keep_fausts_rule() -> None:
     for m in msgs[1:]:
         c.ack(m)
     assert c._new_offset(tp) == 8
+
+
+def test_the_commit_pass_holds_the_partition_with_a_held_record_and_commits_the_others() -> None:
+    """What Faust's commit calls: one pass over the unacknowledged records, per-partition answers."""
+    c = consumer(hardened=True)
+    other = TP("clicks", 1)
+    c._committed_offset[CLICKS] = 5
+    c._committed_offset[other] = 0
+    held = delivered(c, range(5, 9))
+    for m in held[1:]:
+        c.ack(m)
+    for o in range(3):
+        m = Message("clicks", 1, o, 0.0, 0, {}, b"k", b"v", None, tp=other)
+        c.track_message(m)
+        c.ack(m)
+    assert c._filter_committable_offsets({CLICKS, other}) == {other: 3}
+    c.ack(held[0])
+    assert c._filter_committable_offsets({CLICKS, other}) == {CLICKS: 9}  # `other`'s run was taken already

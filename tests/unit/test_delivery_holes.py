@@ -102,7 +102,7 @@ def test_before_the_first_commit_the_first_fetched_offset_is_expected() -> None:
     """A partition the group never committed: records dropped before the first one handed over
     were lost for good (the bench lost whole early ranges of such partitions)."""
     c = consumer(hardened=True)
-    c._delivery()[2][CLICKS] = 0  # what the fetch loop saw first (getmany records it)
+    c._marks.fetched[CLICKS] = 0  # what the fetch loop saw first (getmany records it)
     window = hand_over(c, 40, 41)
     assert drop_past_holes(c, window) == [] and c.has_hole(CLICKS)
     assert c._new_offset(CLICKS) is None
@@ -116,7 +116,7 @@ def test_before_the_first_commit_the_first_fetched_offset_is_expected() -> None:
 def test_input_partitions_never_committed_are_read_from_their_beginning() -> None:
     """Faust leaves a partition with no commit to the client's reset, which started one at offset
     514 of a log starting at 0 on the embedded broker: an explicit seek to 0 reads it whole."""
-    from streams.delivery import RereadHoles
+    from streams.delivery import InOrderInput
 
     done, fresh, other = TP("clicks", 0), TP("clicks", 1), TP("x-changelog", 0)
 
@@ -133,7 +133,7 @@ def test_input_partitions_never_committed_are_read_from_their_beginning() -> Non
         async def seek(self, tp: Any, offset: int) -> None:
             self.seeks.append((tp, offset))
 
-    class C(RereadHoles, Base):
+    class C(InOrderInput, Base):
         input_topics = frozenset({"clicks"})
 
     c = C()

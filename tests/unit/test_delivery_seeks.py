@@ -1,4 +1,4 @@
-"""streams.worker.RewindOnJump: records fetched around a seek never make Faust skip records."""
+"""streams.delivery.InOrderInput around seeks: records fetched around a seek never make Faust skip records."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
-from streams.worker import RewindOnJump
+from streams.delivery import InOrderInput
 
 
 class TP(NamedTuple):
@@ -54,8 +54,11 @@ class Fetches:
     async def perform_seek(self) -> None:
         self.seeks.append((TP("*", -1), -1))  # every partition to its committed offset
 
+    def assignment(self) -> set[TP]:
+        return set()
 
-class Consumer(RewindOnJump, Fetches):
+
+class Consumer(InOrderInput, Fetches):
     input_topics = frozenset({"clicks"})
 
     def _fetch_position(self, tp: TP) -> int | None:
