@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from socrec_online.broker import EmbeddedBroker, free_port
@@ -1008,11 +1009,13 @@ async def load_scenario(
         await asyncio.sleep(0.5)
     sent_ts: dict[str, float] = {}
     latencies: list[float] = []
+    sent_at: list[float] = []  # the event's ts of each latency, to split them into periods
 
     def on_rec(p: dict[str, Any], published: float) -> None:
         src = sent_ts.get(p.get("source_event_id") or "")
         if src is not None and p.get("kind") == "items":
             latencies.append(published - src)
+            sent_at.append(src)
 
     watcher = OutputWatcher(rig.settings, on_rec)
     await watcher.start()
@@ -1024,6 +1027,7 @@ async def load_scenario(
 
     producer = asyncio.create_task(rig.produce(islice(live, n), rate, on_sent=on_sent))
     t0 = time.monotonic()
+    t0_wall = time.time()
     try:
         while not producer.done():
             m = await asyncio.to_thread(rig.metrics)
@@ -1056,6 +1060,7 @@ async def load_scenario(
     rss_end = float(_rss_bytes(pid))
     warm = [s for s in samples if s["t"] >= warmup_frac * duration_s]
     rss_warm = warm[0]["rss"] if warm else (samples[0]["rss"] if samples else rss_end)
+    half = [s for s in samples if s["t"] >= duration_s / 2]
     lat = percentiles(latencies)
     return {
         "rate": rate,
@@ -1067,11 +1072,40 @@ async def load_scenario(
         "rss_mib_after_warmup": rss_warm / 2**20,
         "rss_mib_end": rss_end / 2**20,
         "rss_growth_ratio": rss_end / rss_warm if rss_warm else None,
+        # the second half alone: a leak keeps growing, a warm-up levels off
+        "rss_growth_second_half": rss_end / half[0]["rss"] if half else None,
         "latency_ms": {k: (None if math.isnan(v) else round(v * 1000, 1)) for k, v in lat.items()},
         "latency_samples": len(latencies),
         "same_process": rig.worker is not None and rig.worker.alive() and rig.pid == pid,
+        "by_period": _periods(samples, latencies, [t - t0_wall for t in sent_at], duration_s),
         "series": samples,
     }
+
+
+def _periods(
+    samples: list[dict[str, float]], latencies: list[float], sent_t: list[float], duration_s: float
+) -> list[dict[str, Any]]:
+    """The load split into up to 12 periods (>= 60 s): RSS at the end of each, its highest lag and its
+    latency percentiles, so a long run shows whether memory levels off and latency drifts."""
+    step = max(60.0, duration_s / 12)
+    lat = np.asarray(latencies, dtype=np.float64)
+    at = np.asarray(sent_t, dtype=np.float64)
+    out = []
+    start = 0.0
+    while start < duration_s:
+        end = min(start + step, duration_s)
+        inside = [s for s in samples if start <= s["t"] < end]
+        sel = lat[(at >= start) & (at < end)] if lat.size else lat
+        pct = percentiles(sel)
+        out.append({
+            "t_end_s": round(end, 1),
+            "rss_mib": round(inside[-1]["rss"] / 2**20, 1) if inside else None,
+            "max_lag": max((s["lag"] for s in inside), default=None),
+            "latency_ms": {k: (None if math.isnan(v) else round(v * 1000, 1)) for k, v in pct.items()},
+            "latency_samples": int(sel.size),
+        })  # fmt: skip
+        start = end
+    return out
 
 
 # ----------------------------------------------------------------------------- the bench
@@ -1220,10 +1254,12 @@ def _print_table(r: dict[str, Any]) -> None:
     load = r["load"]
     t.add_row(
         f"load {load['rate']:.0f} ev/s for {load['duration_s']:.0f}s: max lag / drain s",
-        f"{load['max_lag']:.0f} / {load['drained_seconds']}",
+        f"{load['max_lag']:.0f} / {load['drained_seconds'] if load['drained_seconds'] is None else round(load['drained_seconds'], 2)}",
         "",
     )
     t.add_row("RSS growth after warm-up", str(r["rss_growth_ratio"]), "~1.0")
+    half = load.get("rss_growth_second_half")
+    t.add_row("RSS growth over the second half", "-" if half is None else f"{half:.3f}", "~1.0")
     lat = load.get("latency_ms") or {}
     t.add_row("latency ms p50/p95/p99", "/".join(str(lat.get(k)) for k in ("p50", "p95", "p99")), "")
     Console().print(t)

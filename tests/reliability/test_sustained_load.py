@@ -31,3 +31,5 @@ def test_sustained_rate_lag_bounded_and_drains(rig_factory: Callable[..., Rig]) 
     assert r["max_lag"] < RATE * DURATION_S / 2, [s["lag"] for s in series]  # bounded, not the whole run
     assert r["rss_growth_ratio"] is not None and r["rss_growth_ratio"] < 1.5  # a leak, not noise
     assert r["latency_samples"] > 0 and r["latency_ms"]["p99"] is not None
+    # the long bench's per-period view (memory levelling off, latency drift) spans the whole run
+    assert r["by_period"][-1]["t_end_s"] == DURATION_S and all(p["rss_mib"] for p in r["by_period"])
