@@ -115,6 +115,13 @@ ONLINE_HIT_RATIO = Gauge(
 CONSUMER_LAG = Gauge(
     "socrec_consumer_lag", "Messages not yet consumed, by topic.", ["topic"], registry=REGISTRY
 )
+ASSIGNED_PARTITIONS = Gauge(
+    "socrec_assigned_partitions",
+    "Input partitions this worker consumes, by topic: over all workers each is counted once when the group is "
+    "stable; a worker at 0 gets no events.",
+    ["topic"],
+    registry=REGISTRY,
+)
 CONSUMER_IN_FLIGHT = Gauge(
     "socrec_consumer_in_flight",
     "Messages read from Kafka but not yet committed (in the agent's buffer, batch or held), by topic.",

@@ -7,7 +7,8 @@ Phases (each on its own topic prefix and consumer group, same broker, real worke
 2. ``throughput``: the same backlog drained by the full pipeline (graph, text tower,
    incremental propagation, scoring, publishing). Sustained events/s is measured between 10 %
    and 90 % of the backlog (start-up and tail excluded) from the worker's own
-   ``socrec_events_total``.
+   ``socrec_events_total``. ``two-workers``: the same with two worker processes of one app.
+   Each backlog is written once the phase's workers are ready and their group is stable.
 3. ``latency``: a worker already caught up; the catalogue/graph burst, then ``latency_events``
    interactions at ``rate`` events/s stamped with the wall clock; latency = Kafka timestamp of the
    recommendation - event ts. Item freshness probes run meanwhile: a new item, then a query
@@ -34,7 +35,7 @@ from socrec_online.data import load_dataset
 from socrec_online.events import Event, ItemPublished, Query
 from socrec_online.settings import Settings
 from streams.admin import ensure_topics
-from streams.observe import OutputWatcher, percentiles, scrape, wait_drained
+from streams.observe import OutputWatcher, percentiles, scrape, wait_assigned, wait_drained
 from streams.procs import WorkerProcess
 from streams.replay import EventProducer, produce, split_stream
 from streams.topics import required_topics
@@ -140,12 +141,11 @@ async def _backlog_phase(
     workers: int = 1,
 ) -> dict[str, Any]:
     """Drain a backlog with ``workers`` processes of one app (one consumer group: the partitions
-    spread over them); events/s is the sum of their counters."""
+    spread over them); events/s is the sum of their counters. The backlog is written once the group
+    is stable (every worker has partitions), so no phase pays for a rebalance in its middle."""
     env = _env(broker, workdir, prefix, device)
     settings = _settings(env)
     await ensure_topics(settings, required_topics(settings, passthrough=passthrough))
-    async with EventProducer(settings) as producer:
-        sent = await produce(producer, events, 0.0)
     envs = [env] + [
         {**env, "SOCREC_METRICS_PORT": str(free_port()), "SOCREC_WEB_PORT": str(free_port()),
          "SOCREC_DATA_DIR": f"{env['SOCREC_DATA_DIR']}-{i}"}
@@ -163,7 +163,12 @@ async def _backlog_phase(
         for w in procs:
             await asyncio.to_thread(w.wait_ready, 600)
         ready_s = time.monotonic() - t0
+        settle_s = await wait_assigned(ports, settings.partitions)
         cpu0 = _cpu_all([w.pid for w in procs], broker.pid)
+        t_produce = time.monotonic()
+        async with EventProducer(settings) as producer:
+            sent = await produce(producer, events, 0.0)
+        produce_s = time.monotonic() - t_produce
         done, samples = await wait_drained(ports, sent.sent, idle_timeout=60, poll=DRAIN_POLL_S)
         cpu1 = _cpu_all([w.pid for w in procs], broker.pid)
         scrapes = [await asyncio.to_thread(scrape, p) for p in ports]
@@ -180,6 +185,10 @@ async def _backlog_phase(
         "processed": int(done),
         "events_per_s": _sustained(samples, sent.sent),
         "startup_s": ready_s,
+        "group_settle_s": round(settle_s, 2),
+        # the backlog is written while the workers already read it: a rate near events / produce_s
+        # would be the producer's, not the workers'
+        "produce_s": round(produce_s, 2),
         "workers": workers,
         "events_per_worker": per_worker,
         # where the cores went while the backlog drained (wall-clock figures depend on the machine's load)

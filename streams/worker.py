@@ -149,9 +149,12 @@ def build(
         consumer = app.consumer
         lag: dict[str, int] = {}
         in_flight: dict[str, int] = {}
+        assigned = dict.fromkeys((base_name(settings, t) for t in topics.inputs.topics), 0)
         read = getattr(consumer, "_read_offset", {})
         committed = getattr(consumer, "_committed_offset", {})
         for tp in consumer.assignment():
+            if tp.topic in topics.inputs.topics:
+                assigned[base_name(settings, tp.topic)] += 1
             hw = None
             if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:
                 continue
@@ -171,6 +174,8 @@ def build(
             metrics.CONSUMER_LAG.labels(topic=name).set(value)
         for name, value in in_flight.items():
             metrics.CONSUMER_IN_FLIGHT.labels(topic=name).set(value)
+        for name, value in assigned.items():
+            metrics.ASSIGNED_PARTITIONS.labels(topic=name).set(value)
         metrics.mark("lag")  # health.py: a lag reading that stops refreshing means a blocked loop
 
     return app, topics, handler
