@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint typecheck bench-quality bench-throughput clean prometheus-tools
+.PHONY: demo test test-fast lint typecheck bench-quality bench-throughput clean ops-tools
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(SOCREC) demo $(DEMO_ARGS)
 
-test: $(STAMP) prometheus-tools
+test: $(STAMP) ops-tools
 	$(VENV)/bin/ruff check socrec_online streams tests
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -39,11 +39,12 @@ bench-quality: $(STAMP)
 bench-throughput: $(STAMP)
 	$(SOCREC) bench throughput --out out/throughput.json $(BENCH_ARGS)
 
-# Debian's prometheus package: promtool (alert rule tests) and prometheus (dashboard test).
-prometheus-tools:
-	@if [ ! -x /usr/bin/promtool ] || [ ! -x /usr/bin/prometheus ]; then \
-	  if [ "$$(id -u)" -ne 0 ]; then echo "make: installing prometheus needs root: sudo apt-get install prometheus" >&2; exit 1; fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+# Debian's packages for the ops tests: prometheus (promtool: alert rule tests; prometheus: the dashboard
+# test) and docker-compose (`config` checks docker/compose.yaml; no Docker engine needed).
+ops-tools:
+	@if [ ! -x /usr/bin/promtool ] || [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/docker-compose ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then echo "make: installing the ops tools needs root: sudo apt-get install prometheus docker-compose" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose; \
 	fi
 
 clean:
