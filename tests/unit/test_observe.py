@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import streams.observe as observe
+from streams import observe
 
 
 def _scrapes(monkeypatch: pytest.MonkeyPatch, rounds: list[dict[int, dict[str, int]]]) -> list[int]:
