@@ -313,10 +313,18 @@ class Pipeline:
         return work
 
     async def _finish(self, work: _Outputs, held: list[faust.types.EventT]) -> None:
-        """A batch's outputs, in batch order: dead letters, tables (+ fences), recommendations;
-        flushed; then its records' acks."""
+        """A batch's outputs: recommendations, dead letters, tables (+ fences); flushed; then its
+        records' acks. Recommendations go first: the fence waits for the broker to acknowledge the
+        changelog records, and the table writes and that wait took 20 ms at p50 (45 ms at p95) of
+        each batch at 500 events/s, added to every recommendation's latency when they came first.
+        The order does not matter for recovery: nothing of the batch is committed before all of it
+        is acknowledged, and a replay publishes the same lists again."""
         result = work.result
         if result is not None:
+            ts_of = {ev.event_id: ev.ts for ev in work.events}
+            # An engine in this process returns dicts, the engine process returns them encoded.
+            payloads = [p if isinstance(p, Encoded) else Encoded.of(p) for p in result["payloads"]]
+            await self.publish(payloads, ts_of)
             for index, reason, detail in result["rejected"]:
                 await self.dead_letters.send(work.origins[index], reason, detail)
             apply_updates(self.tables, result["table_updates"])
@@ -324,10 +332,6 @@ class Pipeline:
                 self._fences += 1
                 written = [name for name, kv in result["table_updates"].items() if kv]
                 await fence(self.tables, written, self.settings.partitions, self._fences)
-            ts_of = {ev.event_id: ev.ts for ev in work.events}
-            # An engine in this process returns dicts, the engine process returns them encoded.
-            payloads = [p if isinstance(p, Encoded) else Encoded.of(p) for p in result["payloads"]]
-            await self.publish(payloads, ts_of)
         await self.out.flush()  # delivered before this batch's offsets can be committed
         await settle(self.tables, self.settings)  # its changelog records and fences too (acknowledged)
         if self._ack is not None:
