@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import re
 import shutil
@@ -36,7 +35,7 @@ from socrec_online.data import load_dataset
 from socrec_online.events import Event
 from socrec_online.settings import Settings
 from streams.admin import ensure_topics
-from streams.observe import OutputWatcher, percentiles, scrape, wait_drained
+from streams.observe import OutputWatcher, percentiles_ms, scrape, wait_drained
 from streams.procs import WorkerProcess
 from streams.replay import EventProducer, produce, split_stream
 from streams.topics import required_topics
@@ -77,10 +76,6 @@ def _finetune_intervals(log_path: Path) -> list[tuple[float, float]]:
         if m.group(1) != "skipped":
             out.append((float(m.group(2)), float(m.group(3))))
     return out
-
-
-def _ms(d: dict[str, float]) -> dict[str, float | None]:
-    return {k: (None if math.isnan(v) else round(v * 1000.0, 1)) for k, v in d.items()}
 
 
 async def _bench(
@@ -179,10 +174,10 @@ async def _bench(
     # the same phase's events sent while no fine-tune ran: interleaved in time with in_ft, so load
     # from outside the benchmark hits both alike (a fairer A/B than two phases on a shared box)
     between = [x for ts, x in lat_ts["during"] if not any(a <= ts <= b for a, b in runs)]
-    between_p = _ms(percentiles(between))
-    idle_p = _ms(percentiles(lat["idle"]))
-    during_p = _ms(percentiles(in_ft))
-    phase_p = _ms(percentiles(lat["during"]))
+    between_p = percentiles_ms(between)
+    idle_p = percentiles_ms(lat["idle"])
+    during_p = percentiles_ms(in_ft)
+    phase_p = percentiles_ms(lat["during"])
     p99_idle, p99_during, p99_between = idle_p.get("p99"), during_p.get("p99"), between_p.get("p99")
     return {
         "p99_ms_idle": p99_idle,

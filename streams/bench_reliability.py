@@ -54,7 +54,7 @@ from socrec_online.events import (
     key_of,
 )
 from socrec_online.settings import Settings
-from streams.observe import OutputWatcher, events_done, percentiles, scrape
+from streams.observe import OutputWatcher, events_done, percentiles, percentiles_ms, scrape
 from streams.procs import WorkerProcess
 from streams.replay import EventProducer, ProduceStats, produce
 
@@ -1061,7 +1061,6 @@ async def load_scenario(
     warm = [s for s in samples if s["t"] >= warmup_frac * duration_s]
     rss_warm = warm[0]["rss"] if warm else (samples[0]["rss"] if samples else rss_end)
     half = [s for s in samples if s["t"] >= duration_s / 2]
-    lat = percentiles(latencies)
     return {
         "rate": rate,
         "duration_s": duration_s,
@@ -1074,7 +1073,7 @@ async def load_scenario(
         "rss_growth_ratio": rss_end / rss_warm if rss_warm else None,
         # the second half alone: a leak keeps growing, a warm-up levels off
         "rss_growth_second_half": rss_end / half[0]["rss"] if half else None,
-        "latency_ms": {k: (None if math.isnan(v) else round(v * 1000, 1)) for k, v in lat.items()},
+        "latency_ms": percentiles_ms(latencies),
         "latency_samples": len(latencies),
         "same_process": rig.worker is not None and rig.worker.alive() and rig.pid == pid,
         "by_period": _periods(samples, latencies, [t - t0_wall for t in sent_at], duration_s),
@@ -1096,12 +1095,11 @@ def _periods(
         end = min(start + step, duration_s)
         inside = [s for s in samples if start <= s["t"] < end]
         sel = lat[(at >= start) & (at < end)] if lat.size else lat
-        pct = percentiles(sel)
         out.append({
             "t_end_s": round(end, 1),
             "rss_mib": round(inside[-1]["rss"] / 2**20, 1) if inside else None,
             "max_lag": max((s["lag"] for s in inside), default=None),
-            "latency_ms": {k: (None if math.isnan(v) else round(v * 1000, 1)) for k, v in pct.items()},
+            "latency_ms": percentiles_ms(sel),
             "latency_samples": int(sel.size),
         })  # fmt: skip
         start = end

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import random
 import shutil
@@ -35,7 +34,7 @@ from socrec_online.data import load_dataset
 from socrec_online.events import Event, ItemPublished, Query
 from socrec_online.settings import Settings
 from streams.admin import ensure_topics
-from streams.observe import OutputWatcher, percentiles, scrape, wait_assigned, wait_drained
+from streams.observe import OutputWatcher, percentiles_ms, scrape, wait_assigned, wait_drained
 from streams.procs import WorkerProcess
 from streams.replay import EventProducer, produce, split_stream
 from streams.topics import required_topics
@@ -324,11 +323,6 @@ def _by_second(sent_at: list[float], latencies: list[float]) -> list[list[float]
     return out
 
 
-def _ms(d: dict[str, float]) -> dict[str, float | None]:
-    """Seconds -> ms; NaN (no samples) -> None, so the JSON stays strict."""
-    return {k: (None if math.isnan(v) else round(v * 1000.0, 1)) for k, v in d.items()}
-
-
 async def _bench(
     events: int, rate: float, latency_events: int, device: str, phases: list[str], workdir: Path
 ) -> dict[str, Any]:
@@ -362,16 +356,16 @@ async def _bench(
                 result["two_workers_ratio"] = round(two["events_per_s"] / result["events_per_s"], 3)
         if "latency" in phases:
             lat = await _latency_phase(broker, workdir, device, head, interactions[:latency_events], rate)
-            result["latency_ms"] = _ms(percentiles(lat["latency_s"]))
+            result["latency_ms"] = percentiles_ms(lat["latency_s"])
             fresh = lat["freshness_s"]
             result["item_freshness_ms"] = round(max(fresh) * 1000.0, 1) if fresh else None
             result["item_freshness"] = {
-                **_ms(percentiles(fresh)),
+                **percentiles_ms(fresh),
                 "max": round(max(fresh) * 1000.0, 1) if fresh else None,
                 "probes": lat["probes"],
                 "missed": lat["probes_missed"],
             }
-            result["query_latency_ms"] = _ms(percentiles(lat["query_latency_s"]))
+            result["query_latency_ms"] = percentiles_ms(lat["query_latency_s"])
             result["latency"] = {k: v for k, v in lat.items() if not k.endswith("_s")}
             result["latency_samples_ms"] = [round(x * 1000.0, 2) for x in lat["latency_s"]]
     if result.get("events_per_s") and result.get("passthrough_events_per_s"):

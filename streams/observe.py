@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -48,6 +49,12 @@ def percentiles(values: Any, qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, 
     if arr.size == 0:
         return {f"p{int(q)}": float("nan") for q in qs}
     return {f"p{int(q)}": float(np.percentile(arr, q)) for q in qs}
+
+
+def percentiles_ms(values: Any, qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float | None]:
+    """:func:`percentiles` of seconds, in ms rounded to 0.1; None where there were no samples (the
+    bench JSON stays strict)."""
+    return {k: (None if math.isnan(v) else round(v * 1000.0, 1)) for k, v in percentiles(values, qs).items()}
 
 
 class OutputWatcher:
