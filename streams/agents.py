@@ -36,7 +36,8 @@ from socrec_online import metrics
 from socrec_online.events import Click, Comment, Event, ItemPublished, Like, key_of
 from socrec_online.health import set_os_thread_name
 from socrec_online.service.decode import DeadLetterReason, DecodeError, dead_letter_record, decode_event
-from socrec_online.service.remote import Encoded
+from socrec_online.service.heap import freeze_long_lived
+from socrec_online.service.remote import Encoded, RemoteEngine
 from socrec_online.settings import Settings
 from streams.delivery import drop_past_holes
 from streams.output import OutputProducer
@@ -185,6 +186,8 @@ class Pipeline:
             state = await self.shared.rebuild_state(state)
         t0 = time.perf_counter()
         await self._call(self.engine.restore, state)
+        if isinstance(self.engine, RemoteEngine):
+            freeze_long_lived()  # this process's side too (an in-process engine's restore did it)
         self._restore_pending = False
         self.restores += 1
         sizes = {k: len(v) for k, v in state.items()}

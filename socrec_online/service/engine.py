@@ -44,7 +44,6 @@ same candidates, filters and reasons apply; only the score becomes the fused hea
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import math
 import os
@@ -67,6 +66,7 @@ from socrec_online.events import TOPIC_OF, Click, Comment, Event, Follow, ItemPu
 from socrec_online.idmap import IdMap
 from socrec_online.service.decode import DeadLetterReason
 from socrec_online.service.fused import GraphChanges
+from socrec_online.service.heap import freeze_long_lived
 from socrec_online.service.state import (
     BOUNCE_MS,
     K_CLICK,
@@ -1458,10 +1458,7 @@ class Engine:
         attach = getattr(self.model, "attach", None)
         if attach is not None:
             attach(self)  # the model's own graph is derived state too
-        # The rebuilt state is long-lived: take it out of the cyclic GC's generations so full
-        # collections stop rescanning it on every batch (objects are still freed by refcount).
-        gc.collect()
-        gc.freeze()
+        freeze_long_lived()  # the rebuilt state lives long: full collections stop rescanning it
 
     def upsert(self, values: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
         """Take over table values another worker wrote (keys of partitions this worker does not own).

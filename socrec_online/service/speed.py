@@ -9,7 +9,6 @@ bench). CPU time is reported because wall time on a shared machine mostly measur
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import tempfile
@@ -34,6 +33,7 @@ def measure_engine(
     from socrec_online.data import load_dataset
     from socrec_online.models.text import TextEncoder, TextEncoderConfig, make_tiny_bert
     from socrec_online.service.engine import Engine
+    from socrec_online.service.heap import freeze_long_lived
     from socrec_online.settings import Settings
 
     torch.set_num_threads(threads)
@@ -60,8 +60,7 @@ def measure_engine(
     eng = Engine(Settings(**overrides), enc)
     for i in range(0, warmup_events, 1000):
         eng.learn_many(events[i : i + 1000])
-    gc.collect()
-    gc.freeze()  # what Engine.restore does at a worker's start
+    freeze_long_lived()  # what Engine.restore does at a worker's start
     spent[0] = 0.0
     wall_l, wall_r, cpu_l, cpu_r, touched = [], [], [], [], []
     end = min(len(events), warmup_events + batch * batches)
