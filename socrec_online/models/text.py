@@ -337,7 +337,8 @@ class TextEncoder:
             ids = self._tokenize(list(missing.values()))
             # longest first, so each batch pads to nearly its own length (little wasted compute)
             order = sorted(range(len(todo)), key=lambda i: -len(ids[i]))
-            self.model.eval()
+            if any(m.training for m in self.model.modules()):
+                self.model.eval()  # not on every call: eval() walks every submodule (~1.6 ms for MiniLM)
             with torch.inference_mode():
                 for idx in self._batches(len(todo), order, progress):
                     vecs = self._forward_inputs(self._collate([ids[i] for i in idx])).to("cpu")  # (b, d)

@@ -229,8 +229,8 @@ def _grow_t(t: Tensor, n: int, dim0: int = 0) -> Tensor:
 
 
 def _normalise(x: Tensor) -> Tensor:
-    n = x.norm(dim=-1, keepdim=True)
-    return torch.where(n > 1e-9, x / n.clamp_min(1e-9), torch.zeros_like(x))
+    n = x.norm(dim=-1, keepdim=True)  # (B, 1)
+    return x / torch.where(n > 1e-9, n, torch.inf)  # a zero row stays zero; one full-size op
 
 
 def vader_sentiment(cache_size: int = 50_000) -> Callable[[str], float]:
@@ -945,10 +945,10 @@ class Engine:
 
     def _social_vec(self, rows: np.ndarray) -> None:
         rt = torch.from_numpy(rows).to(self.device)
-        acc = torch.zeros(len(rows), self.dim, device=self.device)
-        for k in range(self.hops.shape[0]):
-            acc += (0.5**k) * self.hops[k, rt]
-        self.social_vec[rt] = _normalise(acc)
+        acc = self.hops[0].index_select(0, rt)  # (B, D)
+        for k in range(1, self.hops.shape[0]):
+            acc.add_(self.hops[k].index_select(0, rt), alpha=0.5**k)
+        self.social_vec.index_copy_(0, rt, _normalise(acc))
 
     # ------------------------------------------------------------------ ANN
     def _ann_add(self) -> None:
@@ -1011,6 +1011,16 @@ class Engine:
         if top <= 0:
             return np.zeros(len(cand), np.float32)
         return (np.log1p(pop[cand]) / math.log1p(top)).astype(np.float32)
+
+    def _item_vecs(self, rows: np.ndarray) -> Tensor:
+        """item_emb rows, shaped like ``rows`` (a view when they are 0..n-1, the whole live catalogue)."""
+        flat = rows.reshape(-1)
+        n = flat.shape[0]
+        if rows.ndim == 1 and n and flat[0] == 0 and flat[-1] == n - 1 and (n == 1 or bool((np.diff(flat) == 1).all())):
+            return self.item_emb[:n]
+        # index_select, not item_emb[tensor]: advanced indexing took twice as long here
+        out = self.item_emb.index_select(0, torch.from_numpy(flat).to(self.device))  # (N, D)
+        return out.view(*rows.shape, self.dim)
 
     def _buf(self, name: str, n: int, dtype: torch.dtype = torch.float32) -> Tensor:
         """A reusable flat workspace: large per-call temporaries would page-fault on every batch."""
@@ -1092,7 +1102,7 @@ class Engine:
         if kk == 0 or b == 0:
             return _Top.empty(b)
         dev = self.device
-        x = self.item_emb[torch.from_numpy(cand).to(dev)]  # (C, D)
+        x = self._item_vecs(cand)  # (C, D)
         text = torch.mm(qv, x.T, out=self._buf("text", b * c).view(b, c))  # (B, C) cosine
         key, dec, tag = self._social_keys(rows, cand, now)
         # exp(-sum of followees' decayed weights) per (user, item): 1 where no followee engaged
@@ -1170,8 +1180,8 @@ class Engine:
         if not ok.any():
             return best_sim, best_item, best_kind
         dev = self.device
-        xt = self.item_emb[torch.from_numpy(np.maximum(top[sel], 0)).to(dev)]  # (S, k, D)
-        xe = self.item_emb[torch.from_numpy(np.maximum(eng, 0)).to(dev)]  # (S, last, D)
+        xt = self._item_vecs(np.maximum(top[sel], 0))  # (S, k, D)
+        xe = self._item_vecs(np.maximum(eng, 0))  # (S, last, D)
         sim = torch.bmm(xt, xe.transpose(1, 2))  # (S, k, last)
         sim = sim.masked_fill(~torch.from_numpy(ok).to(dev)[:, None, :], -2.0)
         bs, j = sim.max(dim=2)
@@ -1183,32 +1193,40 @@ class Engine:
 
     def _reasons(self, rows: np.ndarray, top: _Top) -> list[list[str]]:
         """Reasons from the evidence that contributed most; strings cached (stable wording)."""
-        b, k = top.rows.shape
+        k = top.rows.shape[1]
         # followed users' likes are the most persuasive evidence; only public acts are cited: a
         # followee's click or view is private and never revealed (it still counts in the score)
         social = top.n_like > 0
         textual = ~social & (top.c_text >= top.c_pop) & (top.c_text > 0) & (top.rows >= 0)
         sim, sim_item, sim_kind = self._similar(rows, top.rows, np.asarray(textual.any(axis=1)))
         similar = textual & (sim >= 0.5) & (sim_item >= 0)
+        # one evidence code per pick, decided in numpy; the loop below only picks strings
+        code = np.where(social, 1, np.where(similar, 2, np.where(textual, 3, np.where(top.c_pop > 0, 4, 5))))
+        code = np.where(top.rows >= 0, code, 0).tolist()
+        n_like = top.n_like.tolist()
+        sim_item_l = sim_item.tolist()
+        sim_liked = ((sim_kind & K_LIKE) > 0).tolist()
+        top_rows = top.rows.tolist()
+        uid = self.users.id
         out: list[list[str]] = []
-        for bi in range(b):
-            row = int(rows[bi])
-            st = self.activity.get(self.users.id(row)) if row >= 0 else None
+        for bi, row in enumerate(rows.tolist()):
+            st = self.activity.get(uid(row)) if row >= 0 else None
             prof: frozenset[str] | None = None
             rs: list[str] = []
+            codes = code[bi]
             for j in range(k):
-                item_row = int(top.rows[bi, j])
-                if item_row < 0:
+                c = codes[j]
+                if c == 0:
                     break
-                if social[bi, j]:
-                    rs.append(_count_reason("liked by", int(top.n_like[bi, j])))
-                elif similar[bi, j]:
-                    rs.append(self._similar_reason(int(sim_item[bi, j]), bool(sim_kind[bi, j] & K_LIKE)))
-                elif textual[bi, j]:
+                if c == 1:
+                    rs.append(_count_reason("liked by", n_like[bi][j]))
+                elif c == 2:
+                    rs.append(self._similar_reason(sim_item_l[bi][j], sim_liked[bi][j]))
+                elif c == 3:
                     if prof is None:
                         prof = frozenset(_words(st.profile)) if st is not None and st.profile else frozenset()
                     if prof:
-                        common = sorted(self._item_words(item_row) & prof)[:3]
+                        common = sorted(self._item_words(top_rows[bi][j]) & prof)[:3]
                         rs.append(
                             "matches your interests: " + ", ".join(common)
                             if common
@@ -1219,7 +1237,7 @@ class Engine:
                     else:
                         rs.append("matches your interests")
                 else:
-                    rs.append("popular now" if top.c_pop[bi, j] > 0 else "new")
+                    rs.append("popular now" if c == 4 else "new")
             out.append(rs)
         return out
 
