@@ -23,7 +23,10 @@ from socrec_online.settings import Settings
 SESSION_TIMEOUT_S = 6.0
 HEARTBEAT_INTERVAL_S = 1.0
 PRODUCER_LINGER_S = 0.005
-EMBEDDED_FETCH_MAX_WAIT_MS = 20
+# Tansu holds every fetch this long even when data is waiting, and each fetch costs the broker more
+# as its partitions fill. Measured at 500 events/s (latency phase, 2 cores near saturation): 40 ms
+# instead of 20 cut the worker's CPU from 0.51 to 0.44 cores and the broker's from 0.49 to 0.44.
+EMBEDDED_FETCH_MAX_WAIT_MS = 40
 
 
 def broker_urls(settings: Settings) -> list[str]:
