@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections import Counter, deque
@@ -58,6 +59,7 @@ class DemoState:
         self.trainer_url = ""
         self.trainer_port = 0
         self.finetunes: dict[str, int] = {}
+        self.interrupted = False  # Ctrl-C seen (streams.demo._cancel_on_sigint)
 
     def on_sent(self, ev: Event) -> None:
         self.sent += 1
@@ -132,6 +134,7 @@ async def _demo(
     live: Live | None,
     console: Console,
 ) -> None:
+    _cancel_on_sigint(state)
     await ensure_topics(settings, required_topics(settings))
     watcher = OutputWatcher(settings, state.on_rec, state.on_dead, from_beginning=False)
     await watcher.start()
@@ -179,6 +182,39 @@ async def _demo(
     finally:
         ticker.cancel()
         await watcher.stop()
+
+
+RECANCEL_S = 1.0
+
+
+def _cancel_on_sigint(state: DemoState) -> None:
+    """Ctrl-C cancels the demo's task, and cancels it again each second until it has stopped.
+
+    asyncio.run's own handler cancels once, and under load that cancellation was lost once in CI
+    (Python 3.11; somewhere in the replay's awaits): the replay ran to its end and the demo exited 0
+    instead of 130. A repeated cancel cannot be lost; ``state.interrupted`` says it happened.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_sigint() -> None:
+        state.interrupted = True
+        if task is not None and not task.done():
+            task.cancel()
+            loop.call_later(RECANCEL_S, on_sigint)
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+
+
+def _run_interruptible(state: DemoState, main: Any) -> None:
+    """asyncio.run(main), raising KeyboardInterrupt when Ctrl-C stopped it (see _cancel_on_sigint)."""
+    try:
+        asyncio.run(main)
+    except asyncio.CancelledError:
+        if not state.interrupted:
+            raise
+    if state.interrupted:
+        raise KeyboardInterrupt
 
 
 def run_demo(
@@ -241,9 +277,9 @@ def run_demo(
         state.trainer_url = f"http://{settings.metrics_host}:{state.trainer_port}/metrics"
         if live:
             with Live(state.render(), console=console, refresh_per_second=4) as lv:
-                asyncio.run(_demo(state, settings, metrics_port, head, live_events, rate, lv, console))
+                _run_interruptible(state, _demo(state, settings, metrics_port, head, live_events, rate, lv, console))
         else:
-            asyncio.run(_demo(state, settings, metrics_port, head, live_events, rate, None, console))
+            _run_interruptible(state, _demo(state, settings, metrics_port, head, live_events, rate, None, console))
         pct = percentiles(state.all_latencies)
         console.print(
             f"[bold green]done[/]: {state.sent} events sent, recommendations {dict(state.recs)}, "
