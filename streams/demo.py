@@ -11,6 +11,7 @@ process is stopped on exit, Ctrl-C included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -275,11 +276,9 @@ def run_demo(
         state = DemoState(watch, metrics_url)
         state.trainer_port = int(env["SOCREC_TRAINER_METRICS_PORT"])
         state.trainer_url = f"http://{settings.metrics_host}:{state.trainer_port}/metrics"
-        if live:
-            with Live(state.render(), console=console, refresh_per_second=4) as lv:
-                _run_interruptible(state, _demo(state, settings, metrics_port, head, live_events, rate, lv, console))
-        else:
-            _run_interruptible(state, _demo(state, settings, metrics_port, head, live_events, rate, None, console))
+        view = Live(state.render(), console=console, refresh_per_second=4) if live else contextlib.nullcontext()
+        with view as lv:
+            _run_interruptible(state, _demo(state, settings, metrics_port, head, live_events, rate, lv, console))
         pct = percentiles(state.all_latencies)
         console.print(
             f"[bold green]done[/]: {state.sent} events sent, recommendations {dict(state.recs)}, "
