@@ -25,7 +25,7 @@ import random
 import shutil
 import tempfile
 import time
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ PROBE_EVERY_S = 2.0
 PROBE_POLL_S = 0.1
 PROBE_TIMEOUT_S = 5.0
 DRAIN_POLL_S = 0.5  # /metrics scrapes cost the worker CPU too: no more often than the series needs
+CPU_SAMPLE_S = 5.0
 _PROBE_WORDS = [
     "amber",
     "basalt",
@@ -119,6 +120,40 @@ def _cpu_seconds(pid: int | None, broker_pid: int | None = None) -> dict[str, fl
     except psutil.Error:
         return {}
     return out
+
+
+def cores_series(samples: list[tuple[float, dict[str, float]]]) -> list[dict[str, float]]:
+    """Cumulative CPU samples -> cores used by each process in each interval ("t": its end, seconds
+    after the first sample). Why a series: the embedded broker's share grows through a live run (a
+    fetch that returns data costs it more the more record batches the partition holds), and a mean
+    over the run hides that."""
+    out: list[dict[str, float]] = []
+    for (t0, c0), (t1, c1) in pairwise(samples):
+        dt = t1 - t0
+        if dt <= 0:
+            continue
+        row = {"t": round(t1 - samples[0][0], 1)}
+        row.update({k: round((c1[k] - c0[k]) / dt, 3) for k in c1 if k in c0})
+        out.append(row)
+    return out
+
+
+def _cpu_sample(pid: int | None, broker_pid: int | None) -> tuple[float, dict[str, float]]:
+    """(now, cumulative CPU seconds of the worker, its engine, the broker and this process: the load
+    generator and the recommendations consumer)."""
+    import psutil
+
+    cpu = _cpu_seconds(pid, broker_pid)
+    cpu["bench"] = sum(psutil.Process().cpu_times()[:2])
+    return time.monotonic(), cpu
+
+
+async def _sample_cpu(
+    pid: int | None, broker_pid: int | None, into: list[tuple[float, dict[str, float]]]
+) -> None:
+    while True:
+        into.append(_cpu_sample(pid, broker_pid))
+        await asyncio.sleep(CPU_SAMPLE_S)
 
 
 def _cpu_all(pids: list[int | None], broker_pid: int | None) -> dict[str, float]:
@@ -222,6 +257,7 @@ async def _latency_phase(
     probe_items: dict[str, float] = {}  # item id -> item event ts
     found: dict[str, float] = {}  # item id -> freshness seconds
     measuring = {"on": False}
+    cpu_samples: list[tuple[float, dict[str, float]]] = []
 
     def on_rec(p: dict[str, Any], published: float) -> None:
         src = sent_ts.get(p.get("source_event_id") or "")
@@ -273,9 +309,12 @@ async def _latency_phase(
             def on_sent(ev: Event) -> None:
                 sent_ts[ev.event_id] = ev.ts
 
+            sampler = asyncio.create_task(_sample_cpu(worker.pid, broker.pid, cpu_samples))
             t0 = time.monotonic()
             stats = await produce(producer, live, rate, on_sent=on_sent)
             produce_s = time.monotonic() - t0
+            sampler.cancel()
+            cpu_samples.append(_cpu_sample(worker.pid, broker.pid))
             prober.cancel()
             try:
                 await prober
@@ -304,6 +343,8 @@ async def _latency_phase(
         "batches": int(batches),
         "mean_batch_events": round(batch_events / batches, 1) if batches else None,
         "by_second": _by_second(sent_at, latencies),
+        # cores per process over the live part, every CPU_SAMPLE_S: the broker's share climbs
+        "cores": cores_series(cpu_samples),
     }
 
 
@@ -482,6 +523,14 @@ def _print_table(r: dict[str, Any]) -> None:
         f"{f.get('p50', '-')} / {f.get('max', '-')} ({f.get('probes', 0)}, {f.get('missed', 0)})",
         "<= 1000",
     )
+    cores = (r.get("latency") or {}).get("cores") or []
+    if cores:
+        first, last = cores[0], cores[-1]
+        t.add_row(
+            f"cores at {r.get('rate')} ev/s, first -> last interval: worker / engine / broker",
+            " / ".join(f"{first.get(k, '-')} -> {last.get(k, '-')}" for k in ("worker", "engine", "broker")),
+            "",
+        )
     t.add_row(
         "load average at start / end", f"{r.get('load_avg_start'):.1f} / {r.get('load_avg_end'):.1f}", ""
     )

@@ -1,0 +1,24 @@
+"""The throughput bench's per-process cores series (streams/bench_throughput.py): the broker's share
+of a live run climbs, and the series must show each interval, not a mean over the run."""
+
+from __future__ import annotations
+
+from streams.bench_throughput import cores_series
+
+
+def test_cores_per_interval_from_cumulative_cpu_seconds() -> None:
+    samples = [
+        (100.0, {"worker": 1.0, "broker": 2.0}),
+        (105.0, {"worker": 3.0, "broker": 3.5}),
+        (110.0, {"worker": 5.5, "broker": 7.5}),
+    ]
+    assert cores_series(samples) == [
+        {"t": 5.0, "worker": 0.4, "broker": 0.3},
+        {"t": 10.0, "worker": 0.5, "broker": 0.8},
+    ]
+
+
+def test_a_process_missing_from_a_sample_is_left_out_of_that_interval() -> None:
+    # the engine process may be gone (restarting) when one sample is taken
+    samples = [(0.0, {"worker": 0.0, "engine": 0.0}), (2.0, {"worker": 1.0}), (2.0, {"worker": 2.0})]
+    assert cores_series(samples) == [{"t": 2.0, "worker": 0.5}]  # a zero-length interval is skipped
