@@ -25,7 +25,7 @@ import random
 import shutil
 import tempfile
 import time
-from itertools import islice, pairwise
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ PROBE_POLL_S = 0.1
 PROBE_TIMEOUT_S = 5.0
 DRAIN_POLL_S = 0.5  # /metrics scrapes cost the worker CPU too: no more often than the series needs
 CPU_SAMPLE_S = 5.0
+MIN_CPU_INTERVAL_S = 1.0
 _PROBE_WORDS = [
     "amber",
     "basalt",
@@ -128,13 +129,17 @@ def cores_series(samples: list[tuple[float, dict[str, float]]]) -> list[dict[str
     fetch that returns data costs it more the more record batches the partition holds), and a mean
     over the run hides that."""
     out: list[dict[str, float]] = []
-    for (t0, c0), (t1, c1) in pairwise(samples):
+    if not samples:
+        return out
+    t0, c0 = samples[0]
+    for t1, c1 in samples[1:]:
         dt = t1 - t0
-        if dt <= 0:
-            continue
+        if dt < MIN_CPU_INTERVAL_S:
+            continue  # CPU times tick in 10 ms: a sliver of an interval (the last) reads as nonsense
         row = {"t": round(t1 - samples[0][0], 1)}
         row.update({k: round((c1[k] - c0[k]) / dt, 3) for k in c1 if k in c0})
         out.append(row)
+        t0, c0 = t1, c1
     return out
 
 

@@ -18,7 +18,9 @@ def test_cores_per_interval_from_cumulative_cpu_seconds() -> None:
     ]
 
 
-def test_a_process_missing_from_a_sample_is_left_out_of_that_interval() -> None:
-    # the engine process may be gone (restarting) when one sample is taken
-    samples = [(0.0, {"worker": 0.0, "engine": 0.0}), (2.0, {"worker": 1.0}), (2.0, {"worker": 2.0})]
-    assert cores_series(samples) == [{"t": 2.0, "worker": 0.5}]  # a zero-length interval is skipped
+def test_a_process_missing_from_a_sample_is_left_out_and_a_sliver_of_an_interval_is_dropped() -> None:
+    # the engine process may be gone (restarting) when one sample is taken; the sample taken when
+    # the load generator stops can come 5 ms after the previous one (CPU times tick in 10 ms)
+    samples = [(0.0, {"worker": 0.0, "engine": 0.0}), (2.0, {"worker": 1.0}), (2.005, {"worker": 1.01})]
+    assert cores_series(samples) == [{"t": 2.0, "worker": 0.5}]
+    assert cores_series([]) == []
