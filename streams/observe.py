@@ -61,7 +61,8 @@ class OutputWatcher:
     """Consumes ``recommendations`` and ``dead-letters`` from the end, calling ``on_rec`` / ``on_dead``.
 
     ``on_rec(payload, published_ts)``: published_ts is the record's Kafka timestamp (when the
-    worker produced it), in seconds.
+    worker produced it), in seconds. ``fetch_max_wait_ms``: Tansu holds every fetch this long, so
+    short for a live view; longer where only the timestamps matter (each fetch costs the broker).
     """
 
     def __init__(
@@ -70,8 +71,10 @@ class OutputWatcher:
         on_rec: Callable[[dict[str, Any], float], None],
         on_dead: Callable[[dict[str, Any]], None] | None = None,
         from_beginning: bool = False,
+        fetch_max_wait_ms: int = 50,
     ) -> None:
         self.settings = settings
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.on_rec = on_rec
         self.on_dead = on_dead
         self.from_beginning = from_beginning
@@ -89,7 +92,7 @@ class OutputWatcher:
             group_id=None,
             auto_offset_reset="earliest" if self.from_beginning else "latest",
             client_id="socrec-observer",
-            fetch_max_wait_ms=50,  # Tansu holds a fetch for its whole max wait
+            fetch_max_wait_ms=self.fetch_max_wait_ms,  # Tansu holds a fetch for its whole max wait
         )
         await self._consumer.start()
         # Resolve positions now, so nothing published after start() is missed.
