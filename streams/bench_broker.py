@@ -4,8 +4,10 @@ partition holds.
 Why: a one-hour ``socrec bench reliability`` at 100 events/s fell behind after ~13 minutes while the
 worker's own CPU dropped and the broker's rose past one core. This measures the requests a worker
 repeats (a fetch near the end of a partition, ListOffsets) on one partition as small batches pile
-up in it (a live producer writes a batch of a few records at a time), with no worker involved.
-Prints one JSON line per round.
+up in it (a live producer writes a batch of a few records at a time), with no worker involved,
+and the broker's CPU while a consumer waits at the end of the partition (fetches that return
+nothing). Prints one JSON line per round, then whether the broker can drop consumed records
+(DeleteRecords): if it could, a live run could keep its partitions short.
 """
 
 from __future__ import annotations
@@ -15,15 +17,49 @@ import asyncio
 import json
 import time
 
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from socrec_online.broker import EmbeddedBroker
 
+IDLE_FETCH_WAIT_MS = 40  # the worker's fetch wait on the embedded broker (streams/app.py)
+IDLE_SECONDS = 3.0
+
+
+async def _idle_fetch_cores(bootstrap: str, tp: TopicPartition, broker: psutil.Process) -> float:
+    """The broker's CPU (cores) while one consumer waits at the end of ``tp``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, fetch_max_wait_ms=IDLE_FETCH_WAIT_MS, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        await consumer.getmany(tp, timeout_ms=200)
+        c0, t0 = sum(broker.cpu_times()[:2]), time.monotonic()
+        while time.monotonic() - t0 < IDLE_SECONDS:
+            await consumer.getmany(tp, timeout_ms=100)
+        return (sum(broker.cpu_times()[:2]) - c0) / (time.monotonic() - t0)
+    finally:
+        await consumer.stop()
+
+
+async def _delete_records(bootstrap: str, tp: TopicPartition, before: int) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        low = await admin.delete_records({tp: RecordsToDelete(before_offset=before)}, timeout_ms=5000)
+        return f"accepted: log start {low.get(tp)}"
+    except Exception as exc:  # noqa: BLE001 - the answer is what this reports
+        return f"refused: {exc!r}"
+    finally:
+        await admin.close()
+
 
 async def _measure(
-    bootstrap: str, rounds: int, batches_per_round: int, records_per_batch: int
-) -> list[dict[str, float]]:
+    bootstrap: str, rounds: int, batches_per_round: int, records_per_batch: int, broker_pid: int | None
+) -> list[dict[str, float | str]]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -61,14 +97,19 @@ async def _measure(
                 consumer.seek(tp, records - 10 - k)
                 await consumer.getmany(tp, timeout_ms=1000)
             fetch_ms = (time.monotonic() - t) / 20 * 1000
-            row = {
+            row: dict[str, float | str] = {
                 "batches": records // records_per_batch,
                 "records": records,
                 "list_offsets_ms": round(list_ms, 2),
                 "fetch_near_end_ms": round(fetch_ms, 2),
             }
+            if broker_pid is not None:
+                row["idle_fetch_broker_cores"] = round(
+                    await _idle_fetch_cores(bootstrap, tp, psutil.Process(broker_pid)), 3
+                )
             print(json.dumps(row), flush=True)
             out.append(row)
+        print(json.dumps({"delete_records": await _delete_records(bootstrap, tp, records // 2)}), flush=True)
     finally:
         await consumer.stop()
         await producer.stop()
@@ -82,7 +123,7 @@ def main() -> None:
     p.add_argument("--records-per-batch", type=int, default=4)
     a = p.parse_args()
     with EmbeddedBroker() as broker:
-        asyncio.run(_measure(broker.bootstrap, a.rounds, a.batches_per_round, a.records_per_batch))
+        asyncio.run(_measure(broker.bootstrap, a.rounds, a.batches_per_round, a.records_per_batch, broker.pid))
 
 
 if __name__ == "__main__":
