@@ -22,15 +22,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from socrec_online.broker import EmbeddedBroker
+from streams.app import EMBEDDED_FETCH_MAX_WAIT_MS
 
-IDLE_FETCH_WAIT_MS = 40  # the worker's fetch wait on the embedded broker (streams/app.py)
 IDLE_SECONDS = 3.0
 
 
 async def _idle_fetch_cores(bootstrap: str, tp: TopicPartition, broker: psutil.Process) -> float:
-    """The broker's CPU (cores) while one consumer waits at the end of ``tp``."""
+    """The broker's CPU (cores) while one consumer waits at the end of ``tp`` with the worker's fetch wait."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, fetch_max_wait_ms=IDLE_FETCH_WAIT_MS, enable_auto_commit=False
+        bootstrap_servers=bootstrap, fetch_max_wait_ms=EMBEDDED_FETCH_MAX_WAIT_MS, enable_auto_commit=False
     )
     await consumer.start()
     try:
