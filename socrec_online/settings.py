@@ -265,12 +265,15 @@ class Settings(BaseSettings):
         "counts as JSON (user data: for tests and incident debugging, never on a shared network).",
     )
     offsets_guard_interval_s: float = Field(
-        2.0,
+        10.0,
         ge=0,
         le=3600,
         description="How often the worker checks that the broker's logs still back its input positions "
         "(streams/offsets_guard.py): a partition whose log went backwards (a broker that lost its data) "
-        "is resumed at its earliest offset and the tables are re-published. 0 turns the check off.",
+        "is resumed at its earliest offset and the tables are re-published. 0 turns the check off. "
+        "Each check costs a fixed amount (at 500 events/s on the embedded broker, every 2 s added "
+        "~15-20 ms to p99; every 10 s, nothing measurable), and records produced after a broker lost "
+        "its data wait up to about one interval.",
     )
 
     # --- Operations -----------------------------------------------------------------------
