@@ -124,7 +124,7 @@ class OffsetsGuard(faust.Sensor):
                     self.anchors.pop(tp, None)  # the next record consumed is the anchor
             elif got != anchor:
                 backwards[tp] = "record_replaced"
-            elif tp in latest and latest[tp].offset > anchor.offset and self.anchors.get(tp) == anchor:
+            elif tp in latest and latest[tp].offset > anchor.offset:
                 self.anchors[tp] = latest[tp]  # the next probe reads from near the log end
         found: list[tuple[Any, str, int]] = []
         if backwards:
