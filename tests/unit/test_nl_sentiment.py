@@ -187,3 +187,14 @@ def test_paired_difference_counts_only_the_hits_one_arm_alone_found() -> None:
     p = paired_difference(aware, blind, targets, {"u1": {"b"}}, k=3)
     assert p == {"users": 3, "users_differing": 2, "slots_differing": 2, "hits_only_aware": 1,
                  "hits_only_blind": 2, "enjoyed_hits_only_aware": 1, "enjoyed_hits_only_blind": 0}
+
+
+def test_the_difference_comes_with_its_standard_error_and_the_pairs_with_a_sign_test() -> None:
+    from socrec_online.bench.sentiment import difference_summary, sign_test_z
+
+    d = difference_summary([0.002, -0.001, 0.002])
+    assert d["mean"] == 0.001 and d["seeds_aware_higher"] == 2
+    assert abs(d["se"] - 0.001) < 1e-9  # s.d. sqrt(6e-6 / 2), over sqrt(3)
+    assert difference_summary([0.002])["se"] is None  # one seed has no spread to report
+    assert sign_test_z(1711, 1271) == 8.06 and sign_test_z(5, 5) == 0.0 and sign_test_z(0, 0) is None
+
