@@ -197,4 +197,3 @@ def test_the_difference_comes_with_its_standard_error_and_the_pairs_with_a_sign_
     assert abs(d["se"] - 0.001) < 1e-9  # s.d. sqrt(6e-6 / 2), over sqrt(3)
     assert difference_summary([0.002])["se"] is None  # one seed has no spread to report
     assert sign_test_z(1711, 1271) == 8.06 and sign_test_z(5, 5) == 0.0 and sign_test_z(0, 0) is None
-
