@@ -27,7 +27,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["BrokerError", "EmbeddedBroker", "child_preexec", "free_port", "kafka_ping", "resolve_broker_bin"]
+__all__ = [
+    "BrokerError",
+    "BrokerProcess",
+    "EmbeddedBroker",
+    "check_port_free",
+    "child_preexec",
+    "free_port",
+    "kafka_ping",
+    "resolve_broker_bin",
+]
 
 
 class BrokerError(RuntimeError):
@@ -96,8 +105,9 @@ def _read_str(data: bytes, pos: int) -> tuple[str, int]:
 
 
 def kafka_ping(host: str, port: int, timeout: float = 2.0) -> list[tuple[str, int]]:
-    """ApiVersions then Metadata (v0) against ``host:port``; returns the brokers it advertises.
+    """ApiVersions (v0) then Metadata (v4) against ``host:port``; returns the brokers it advertises.
 
+    Metadata v4 because Apache Kafka 4.x no longer answers v0-v3 (KIP-896) and Tansu answers v4.
     Raises ``OSError``/``ConnectionError``/``struct.error`` when the peer is not (yet) a
     working Kafka broker.
     """
@@ -107,14 +117,16 @@ def kafka_ping(host: str, port: int, timeout: float = 2.0) -> list[tuple[str, in
         (err,) = struct.unpack_from(">h", resp, 0)
         if err != 0:
             raise ConnectionError(f"ApiVersions error code {err}")
-        resp = _roundtrip(sock, 3, 0, 2, struct.pack(">i", 0))  # Metadata v0, all topics
-        (n_brokers,) = struct.unpack_from(">i", resp, 0)
-        pos, brokers = 4, []
+        # Metadata v4: topics = null (all), allow_auto_topic_creation = false
+        resp = _roundtrip(sock, 3, 4, 2, struct.pack(">ib", -1, 0))
+        (_throttle, n_brokers) = struct.unpack_from(">ii", resp, 0)
+        pos, brokers = 8, []
         for _ in range(n_brokers):
             pos += 4  # node id
             bhost, pos = _read_str(resp, pos)
             (bport,) = struct.unpack_from(">i", resp, pos)
             pos += 4
+            _rack, pos = _read_str(resp, pos)
             brokers.append((bhost, int(bport)))
         return brokers
 
@@ -134,29 +146,34 @@ def child_preexec() -> Callable[[], None] | None:
     return setup
 
 
-class EmbeddedBroker:
-    """``with EmbeddedBroker() as b: ... b.bootstrap`` -> a ready, memory-only Kafka broker.
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`BrokerError` when something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR: connections in TIME_WAIT are fine, a live listener is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise BrokerError(f"port {host}:{port} is already in use: {exc}") from exc
 
-    ``port=0`` picks a free port. ``stop()`` is idempotent: SIGTERM to the process group,
-    SIGKILL after ``stop_timeout`` seconds, then reap. Data is lost at stop (memory storage).
+
+class BrokerProcess:
+    """A broker running as a child process in its own process group: readiness, logs, stop.
+
+    ``stop()`` is idempotent: SIGTERM to the process group, SIGKILL after ``stop_timeout``
+    seconds, then reap. Subclasses implement ``start()``.
     """
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        ready_timeout: float = 30.0,
-        stop_timeout: float = 5.0,
-        log_path: str | Path | None = None,
-        binary: str | Path | None = None,
-    ) -> None:
+    name = "broker"
+    version = ""
+    poll_s = 0.05
+
+    def __init__(self, host: str, port: int, *, ready_timeout: float, stop_timeout: float) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
-        self.binary = Path(binary) if binary else resolve_broker_bin()
-        self._log_path = Path(log_path) if log_path else None
+        self._log_path: Path | None = None
         self._log_file: object | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -168,30 +185,11 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def command(self) -> list[str]:
-        url = f"tcp://{self.host}:{self.port}"
-        return [
-            str(self.binary),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
+    def start(self) -> Self:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
 
-    def start(self) -> Self:
-        if self.proc is not None:
-            return self
-        # Tansu binds with SO_REUSEPORT, so a second broker on a taken port would silently share it.
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # SO_REUSEADDR: connections in TIME_WAIT are fine, a live listener is not
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((self.host, self.port))
-            except OSError as exc:
-                raise BrokerError(f"port {self.bootstrap} is already in use: {exc}") from exc
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Start ``argv`` logging to the log file, then wait until it serves Kafka requests."""
         if self._log_path is None:
             fd, name = tempfile.mkstemp(prefix="socrec-broker-", suffix=".log")
             os.close(fd)
@@ -200,19 +198,18 @@ class EmbeddedBroker:
         self._log_file = log
         try:
             self.proc = subprocess.Popen(
-                self.command(),
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: we decide when it stops
                 preexec_fn=child_preexec(),  # noqa: PLW1509 - no threads run the fork in our use
-                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+                env=env,
             )
             self.wait_ready()
         except BaseException:
             self.stop()
             raise
-        return self
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -220,7 +217,7 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise BrokerError(
-                    f"embedded broker exited with code {self.proc.returncode} during start-up; "
+                    f"{self.name} broker exited with code {self.proc.returncode} during start-up; "
                     f"log tail:\n{self.log_tail()}"
                 )
             try:
@@ -230,19 +227,26 @@ class EmbeddedBroker:
                 last = BrokerError(f"broker advertises {brokers}, expected {self.bootstrap}")
             except (OSError, ConnectionError, struct.error) as exc:
                 last = exc
-            time.sleep(0.05)
+            time.sleep(self.poll_s)
         raise BrokerError(
-            f"embedded broker on {self.bootstrap} not ready after {self.ready_timeout:.0f}s ({last!r}); "
+            f"{self.name} broker on {self.bootstrap} not ready after {self.ready_timeout:.0f}s ({last!r}); "
             f"log tail:\n{self.log_tail()}"
         )
 
-    def log_tail(self, n: int = 2000) -> str:
+    def log_tail(self, n: int = 3000) -> str:
         if self._log_path is None or not self._log_path.exists():
             return ""
         return self._log_path.read_bytes()[-n:].decode("utf-8", "replace")
 
     def is_running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would, then reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.stop()
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -263,13 +267,17 @@ class EmbeddedBroker:
         if log is not None:
             log.close()  # type: ignore[attr-defined]
 
+    def close(self) -> None:
+        """Stop; subclasses also remove what they made on disk."""
+        self.stop()
+
     def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
+        self.close()
 
     def __del__(self) -> None:  # last resort; stop() is the contract
         with contextlib.suppress(Exception):
@@ -277,4 +285,49 @@ class EmbeddedBroker:
 
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"
-        return f"EmbeddedBroker({self.bootstrap}, {state})"
+        return f"{type(self).__name__}({self.bootstrap}, {state})"
+
+
+class EmbeddedBroker(BrokerProcess):
+    """``with EmbeddedBroker() as b: ... b.bootstrap`` -> a ready, memory-only Kafka broker.
+
+    ``port=0`` picks a free port. Data is lost at stop (memory storage).
+    """
+
+    name = "embedded"
+    version = "tansu"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ready_timeout: float = 30.0,
+        stop_timeout: float = 5.0,
+        log_path: str | Path | None = None,
+        binary: str | Path | None = None,
+    ) -> None:
+        super().__init__(host, port, ready_timeout=ready_timeout, stop_timeout=stop_timeout)
+        self.binary = Path(binary) if binary else resolve_broker_bin()
+        self._log_path = Path(log_path) if log_path else None
+
+    def command(self) -> list[str]:
+        url = f"tcp://{self.host}:{self.port}"
+        return [
+            str(self.binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+
+    def start(self) -> Self:
+        if self.proc is not None:
+            return self
+        # Tansu binds with SO_REUSEPORT, so a second broker on a taken port would silently share it.
+        check_port_free(self.host, self.port)
+        self._spawn(self.command(), env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+        return self

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from socrec_online.broker_caps import BrokerCapabilities, BrokerKind, capabilities
+
 if TYPE_CHECKING:
     import torch
 
@@ -28,10 +30,29 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of topics the worker creates.")
     replication_factor: int = Field(1, ge=1, le=7, description="Replication of topics the worker creates.")
     app_id: str = Field("socrec", description="Faust app id = consumer group of the workers.")
-    embedded_broker: bool = Field(
-        True,
-        description="The broker is the embedded Tansu (no transactions, ListOffsets quirk): "
-        "the worker then configures around its quirks (short session and fetch waits, changelog fences).",
+    broker: BrokerKind = Field(
+        "kafka",
+        description="Which broker the worker talks to, and which one `socrec broker`, the demo, the benchmarks and "
+        "the tests start: 'kafka' = Apache Kafka (a user's cluster, or the project's single KRaft node); "
+        "'embedded' = the in-memory Tansu, for machines without Java. On 'embedded' the worker runs the "
+        "workarounds for that broker's defects (socrec_online/broker_caps.py); on 'kafka' none of them. "
+        "The old SOCREC_EMBEDDED_BROKER=true still selects 'embedded'.",
+    )
+    embedded_broker: bool | None = Field(
+        None, description="Deprecated spelling of SOCREC_BROKER: true = 'embedded'. Leave unset."
+    )
+    kafka_session_timeout_s: float = Field(
+        10.0,
+        ge=6,
+        le=1800,
+        description="Consumer-group session timeout, seconds: a worker silent this long loses its partitions "
+        "to the others, so a killed worker's partitions resume after about this long (Kafka's broker minimum "
+        "is 6). The embedded broker always gets 6 (it holds each JoinGroup for half the timeout).",
+    )
+    kafka_data_dir: Path = Field(
+        Path("./runs/kafka"),
+        description="Where `socrec broker` keeps the Apache Kafka node's log and configuration (kept across "
+        "restarts; delete it to start empty).",
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."
@@ -94,6 +115,21 @@ class Settings(BaseSettings):
     batch_catchup_max_seconds: float = Field(
         0.25, gt=0, le=60, description="Longest a batch is held for merging while catching up."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_embedded_flag(cls, data: object) -> object:
+        # SOCREC_EMBEDDED_BROKER (bool) came before SOCREC_BROKER; true still means the embedded broker
+        if isinstance(data, dict) and data.get("embedded_broker") is not None:
+            flag = str(data["embedded_broker"]).strip().lower()
+            if flag in ("1", "true", "yes", "on") and "broker" not in data:
+                data["broker"] = "embedded"
+        return data
+
+    @property
+    def broker_caps(self) -> BrokerCapabilities:
+        """What the configured broker can do (decides every broker workaround of the stream layer)."""
+        return capabilities(self.broker)
 
     @model_validator(mode="after")
     def _catchup_cannot_feed_itself(self) -> Settings:
@@ -268,12 +304,10 @@ class Settings(BaseSettings):
         10.0,
         ge=0,
         le=3600,
-        description="How often the worker checks that the broker's logs still back its input positions "
-        "(streams/offsets_guard.py): a partition whose log went backwards (a broker that lost its data) "
-        "is resumed at its earliest offset and the tables are re-published. 0 turns the check off. "
-        "Each check costs a fixed amount (at 500 events/s on the embedded broker, every 2 s added "
-        "a median 16 ms to p99; every 10 s, nothing measurable), and records produced after a broker lost "
-        "its data wait up to about one interval.",
+        description="Embedded broker only (Apache Kafka keeps its logs): how often, in seconds, the worker "
+        "checks that the broker's logs still back its input positions (streams/offsets_guard.py); a partition "
+        "whose log went backwards (a restarted in-memory broker) is resumed at its earliest offset and the "
+        "tables are re-published. Records produced after such a loss wait up to about one interval. 0 = off.",
     )
 
     # --- Operations -----------------------------------------------------------------------

@@ -331,7 +331,7 @@ class Pipeline:
             for index, reason, detail in result["rejected"]:
                 await self.dead_letters.send(work.origins[index], reason, detail)
             apply_updates(self.tables, result["table_updates"])
-            if self.settings.embedded_broker:
+            if self.settings.broker_caps.needs_changelog_fences:
                 self._fences += 1
                 written = [name for name, kv in result["table_updates"].items() if kv]
                 await fence(self.tables, written, self.settings.partitions, self._fences)

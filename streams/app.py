@@ -1,11 +1,10 @@
 """Build the one Faust app from the settings (broker, security, web, producer, tables).
 
 Every Faust knob the service depends on is derived here, so a worker, the bench and the
-tests cannot disagree. Embedded-broker quirks are configured around here, automatically:
-Tansu holds each JoinGroup for session_timeout/2 (so a short session timeout), and its
-ListOffsets(latest) can point inside the last batch, which makes changelog recovery lose
-its tail (the pipeline writes changelog fences: ``streams/tables.py``); and it holds a
-fetch for its whole max wait even when data arrives (so a short one, or latency is ~0.5 s).
+tests cannot disagree. What depends on the broker follows ``settings.broker_caps``
+(``socrec_online/broker_caps.py``): on Apache Kafka the session timeout is the configured one
+and Faust's fetch settings stand; on the embedded broker, which holds each JoinGroup for half
+the session timeout and each fetch for its whole max wait, both are short.
 """
 
 from __future__ import annotations
@@ -20,12 +19,10 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from socrec_online.broker import free_port
 from socrec_online.settings import Settings
 
-SESSION_TIMEOUT_S = 6.0
-HEARTBEAT_INTERVAL_S = 1.0
+EMBEDDED_SESSION_TIMEOUT_S = 6.0  # Tansu holds JoinGroup for session_timeout / 2
 PRODUCER_LINGER_S = 0.005
-# Tansu holds every fetch this long even when data is waiting, and each fetch costs the broker more
-# as its partitions fill. Measured at 500 events/s (latency phase, 2 cores near saturation): 40 ms
-# instead of 20 cut the worker's CPU from 0.51 to 0.44 cores and the broker's from 0.49 to 0.44.
+# Tansu holds every fetch this long even when data is waiting, and each fetch costs it more as its
+# partitions fill: long enough to spare its CPU, short enough for the latency objective.
 EMBEDDED_FETCH_MAX_WAIT_MS = 40
 
 
@@ -76,6 +73,8 @@ def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def faust_settings(settings: Settings, *, app_id: str | None = None) -> dict[str, Any]:
+    caps = settings.broker_caps
+    session_timeout = settings.kafka_session_timeout_s if caps.prompt_join else EMBEDDED_SESSION_TIMEOUT_S
     conf: dict[str, Any] = {
         "broker": broker_urls(settings),
         "broker_credentials": credentials(settings),
@@ -86,8 +85,8 @@ def faust_settings(settings: Settings, *, app_id: str | None = None) -> dict[str
         "web_host": settings.web_host,
         "web_port": settings.web_port or free_port(settings.web_host),  # Faust refuses port 0
         "web_bind": settings.web_host,
-        "broker_session_timeout": SESSION_TIMEOUT_S,
-        "broker_heartbeat_interval": HEARTBEAT_INTERVAL_S,
+        "broker_session_timeout": session_timeout,
+        "broker_heartbeat_interval": max(0.5, session_timeout / 6),
         "producer_linger": PRODUCER_LINGER_S,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
@@ -118,7 +117,6 @@ class _ShortFetchConsumer(AIOKafkaConsumer):
 def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     """A Faust app for these settings (``app_id`` overrides the consumer group, e.g. the pass-through)."""
     app = faust.App(app_id or settings.app_id, **faust_settings(settings, app_id=app_id))
-    if settings.embedded_broker:
-        # Measured: an event waited 421 ms (p50) for a 1.5 s fetch, 8 ms with a 50 ms one.
+    if not settings.broker_caps.prompt_fetch:
         app.transport.Consumer = _ShortFetchConsumer
     return app

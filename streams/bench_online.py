@@ -21,6 +21,7 @@ time with the former, so outside load (this machine is shared) hits both alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -30,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from socrec_online.broker import EmbeddedBroker, free_port
+from socrec_online.broker import free_port
+from socrec_online.brokers import ManagedBroker, make_broker
 from socrec_online.data import load_dataset
 from socrec_online.events import Event
 from socrec_online.settings import Settings
@@ -44,10 +46,10 @@ from streams.trainer import TrainerProcess
 WARMUP_MAX_EVENTS = 6000
 
 
-def _env(broker: EmbeddedBroker, workdir: Path, device: str, steps: int) -> dict[str, str]:
+def _env(broker: ManagedBroker, workdir: Path, device: str, steps: int) -> dict[str, str]:
     return {
         "SOCREC_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "SOCREC_EMBEDDED_BROKER": os.environ.get("SOCREC_EMBEDDED_BROKER", "true"),
+        "SOCREC_BROKER": "embedded" if broker.name == "embedded" else "kafka",
         "SOCREC_TOPIC_PREFIX": "bo.",
         "SOCREC_APP_ID": "bench-online",
         "SOCREC_TRAINER_APP_ID": "bench-online-trainer",
@@ -88,7 +90,8 @@ async def _bench(
         stream.append(ev)
         if len(stream) >= WARMUP_MAX_EVENTS + 2 * events:
             break
-    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+    broker = make_broker(Settings().broker, data_dir=workdir / "kafka", log_path=workdir / "broker.log")
+    with contextlib.closing(broker.start()):
         env = _env(broker, workdir, device, steps)
         os.environ.update(env)  # the producer / watcher settings below
         settings = Settings()

@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from socrec_online.broker import EmbeddedBroker, free_port
+from socrec_online.broker import free_port
+from socrec_online.brokers import make_broker
 from socrec_online.events import (
     INPUT_TOPICS,
     Click,
@@ -147,7 +148,7 @@ def partition_of(key: str, partitions: int) -> int:
 
 # ----------------------------------------------------------------------------- the rig
 class Rig:
-    """One worker (a real process) on an embedded broker, with its own topic prefix and group."""
+    """One worker (a real process) on a broker of ``broker_kind``, with its own topic prefix and group."""
 
     def __init__(
         self,
@@ -159,6 +160,7 @@ class Rig:
         partitions: int = 3,
         env: dict[str, str] | None = None,
         loglevel: str = "INFO",
+        broker_kind: str = "kafka",
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +168,7 @@ class Rig:
         self.loglevel = loglevel
         self.env = {
             "SOCREC_KAFKA_BOOTSTRAP": bootstrap,
-            "SOCREC_EMBEDDED_BROKER": "true",
+            "SOCREC_BROKER": broker_kind,
             "SOCREC_TOPIC_PREFIX": prefix,
             "SOCREC_APP_ID": f"rel-{prefix.strip('.')}",
             "SOCREC_PARTITIONS": str(partitions),
@@ -1119,9 +1121,12 @@ async def _bench(
 ) -> dict[str, Any]:  # fmt: skip
     oracle_model = _tiny_model(workdir)  # the oracle only needs tables, not embeddings
     result: dict[str, Any] = {"cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}
-    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+    kind = Settings().broker
+    broker = make_broker(kind, data_dir=workdir / "kafka", log_path=workdir / "broker.log")
+    result.update({"broker": broker.name, "broker_version": broker.version})
+    with contextlib.closing(broker.start()):
         log(f"crash recovery: {kills} x kill -9 over {events} events at {rate:.0f}/s")
-        crash_rig = Rig(broker.bootstrap, workdir / "crash", "crash.", text_model=text_model)
+        crash_rig = Rig(broker.bootstrap, workdir / "crash", "crash.", text_model=text_model, broker_kind=kind)
         try:
             stream = make_stream(events, partitions=3, seed=1)
             crash = await crash_scenario(
@@ -1131,14 +1136,14 @@ async def _bench(
         finally:
             await asyncio.to_thread(crash_rig.stop)
         log(f"poison: {bad} bad records")
-        poison_rig = Rig(broker.bootstrap, workdir / "poison", "poison.", text_model=text_model)
+        poison_rig = Rig(broker.bootstrap, workdir / "poison", "poison.", text_model=text_model, broker_kind=kind)
         try:
             good = make_stream(max(200, bad // 4), partitions=3, seed=2, tag="pg")
             poison = await poison_scenario(poison_rig, good, bad, seed=2, timeout=600)
         finally:
             await asyncio.to_thread(poison_rig.stop)
         log(f"sustained load: {load_rate:.0f} events/s for {duration_s:.0f}s")
-        load_rig = Rig(broker.bootstrap, workdir / "load", "load.", text_model=text_model)
+        load_rig = Rig(broker.bootstrap, workdir / "load", "load.", text_model=text_model, broker_kind=kind)
         try:
             load = await load_scenario(load_rig, rate=load_rate, duration_s=duration_s, log=log)
         finally:

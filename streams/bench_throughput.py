@@ -1,4 +1,4 @@
-"""``socrec bench throughput``: the service measured through the embedded broker, in one run.
+"""``socrec bench throughput``: the service measured through a real broker (SOCREC_BROKER), in one run.
 
 Phases (each on its own topic prefix and consumer group, same broker, real worker processes):
 
@@ -19,6 +19,7 @@ Phases (each on its own topic prefix and consumer group, same broker, real worke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -29,7 +30,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from socrec_online.broker import EmbeddedBroker, free_port
+from socrec_online.broker import free_port
+from socrec_online.brokers import ManagedBroker, make_broker
 from socrec_online.data import load_dataset
 from socrec_online.events import Event, ItemPublished, Query
 from socrec_online.settings import Settings
@@ -81,10 +83,10 @@ _PROBE_WORDS = [
 ]
 
 
-def _env(broker: EmbeddedBroker, workdir: Path, prefix: str, device: str) -> dict[str, str]:
+def _env(broker: ManagedBroker, workdir: Path, prefix: str, device: str) -> dict[str, str]:
     return {
         "SOCREC_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "SOCREC_EMBEDDED_BROKER": os.environ.get("SOCREC_EMBEDDED_BROKER", "true"),
+        "SOCREC_BROKER": "embedded" if broker.name == "embedded" else "kafka",
         "SOCREC_TOPIC_PREFIX": prefix,
         "SOCREC_APP_ID": f"bench-{prefix.strip('.')}",
         "SOCREC_METRICS_PORT": str(free_port()),
@@ -177,7 +179,7 @@ def _cpu_all(pids: list[int | None], broker_pid: int | None) -> dict[str, float]
 
 
 async def _backlog_phase(
-    broker: EmbeddedBroker,
+    broker: ManagedBroker,
     workdir: Path,
     prefix: str,
     device: str,
@@ -255,7 +257,7 @@ async def _backlog_phase(
 
 
 async def _latency_phase(
-    broker: EmbeddedBroker, workdir: Path, device: str, head: list[Event], live: list[Event], rate: float
+    broker: ManagedBroker, workdir: Path, device: str, head: list[Event], live: list[Event], rate: float
 ) -> dict[str, Any]:
     env = _env(broker, workdir, "lat.", device)
     settings = _settings(env)
@@ -390,7 +392,9 @@ async def _bench(
         "cpu_count": os.cpu_count(),
         "load_avg_start": os.getloadavg()[0],
     }
-    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+    broker = make_broker(Settings().broker, data_dir=workdir / "kafka", log_path=workdir / "broker.log")
+    result.update({"broker": broker.name, "broker_version": broker.version})
+    with contextlib.closing(broker.start()):
         if "passthrough" in phases:
             pt = await _backlog_phase(broker, workdir, "pt.", device, backlog, passthrough=True)
             result["passthrough_events_per_s"] = round(pt["events_per_s"], 1)

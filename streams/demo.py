@@ -1,6 +1,6 @@
 """``socrec demo``: the whole service on one machine, live, then a clean exit.
 
-Embedded broker -> a real worker process and a real trainer process -> a live replay of a dataset (catalogue, graph and
+A broker (Apache Kafka; SOCREC_BROKER=embedded for Tansu) -> a real worker process and a real trainer process -> a live replay of a dataset (catalogue, graph and
 profiles first, then ``events`` interactions at ``rate``) -> a rich live view of what the
 operator cares about: events/s, end-to-end latency percentiles, and what a few users are
 being recommended, and why, and which model version serves them (the trainer fine-tunes
@@ -27,7 +27,8 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from socrec_online.broker import EmbeddedBroker, free_port
+from socrec_online.broker import free_port
+from socrec_online.brokers import make_broker
 from socrec_online.data import load_dataset
 from socrec_online.events import Event
 from socrec_online.settings import Settings
@@ -243,7 +244,7 @@ def run_demo(
     live_events = list(islice(rest, events))
     watch = _watch_users(live_events, users_shown)
 
-    broker = EmbeddedBroker(log_path=workdir / "broker.log")
+    broker = make_broker(base.broker, data_dir=workdir / "kafka", log_path=workdir / "broker.log")
     worker: WorkerProcess | None = None
     trainer: WorkerProcess | None = None
     code = 0
@@ -252,7 +253,7 @@ def run_demo(
         metrics_port = free_port(base.metrics_host)
         env = {
             "SOCREC_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "SOCREC_EMBEDDED_BROKER": "true",
+            "SOCREC_BROKER": base.broker,
             "SOCREC_METRICS_PORT": str(metrics_port),
             "SOCREC_WEB_PORT": str(free_port(base.web_host)),
             "SOCREC_DATA_DIR": str(workdir / "data"),
@@ -264,7 +265,7 @@ def run_demo(
         os.environ.update(env)  # this process's producer and watcher use the same settings
         settings = Settings()
         metrics_url = f"http://{settings.metrics_host}:{metrics_port}/metrics"
-        console.print(f"broker on [cyan]{broker.bootstrap}[/] (embedded, memory only)")
+        console.print(f"broker: {broker.name} {broker.version} on [cyan]{broker.bootstrap}[/]")
         console.print(f"Prometheus metrics: [cyan]{metrics_url}[/]")
         from streams.trainer import TrainerProcess
 

@@ -219,7 +219,7 @@ class OffsetsGuard(faust.Sensor):
     async def _probe_consumer(self) -> AIOKafkaConsumer:
         if self._probe is None:
             kw: dict[str, Any] = (
-                {"fetch_max_wait_ms": EMBEDDED_FETCH_MAX_WAIT_MS} if self.settings.embedded_broker else {}
+                {"fetch_max_wait_ms": EMBEDDED_FETCH_MAX_WAIT_MS} if not self.settings.broker_caps.prompt_fetch else {}
             )
             self._probe = AIOKafkaConsumer(
                 **kafka_client_kwargs(self.settings),
@@ -267,7 +267,7 @@ async def republish(pipeline: Any) -> int:
                 n += 1
             if len(table):
                 written.append(name)
-        if pipeline.settings.embedded_broker:
+        if pipeline.settings.broker_caps.needs_changelog_fences:
             await fence(pipeline.tables, written, pipeline.settings.partitions, 0)
         await settle(pipeline.tables, pipeline.settings)
         return n
@@ -276,8 +276,9 @@ async def republish(pipeline: Any) -> int:
 def register_offsets_guard(
     app: faust.App, settings: Settings, input_topics: Iterable[str], pipeline: Any = None
 ) -> OffsetsGuard | None:
-    """Run the guard on a timer of the app (None when ``offsets_guard_interval_s`` is 0)."""
-    if settings.offsets_guard_interval_s <= 0:
+    """Run the guard on a timer of the app (None when ``offsets_guard_interval_s`` is 0 or the broker
+    keeps its logs across restarts, as Apache Kafka does)."""
+    if settings.offsets_guard_interval_s <= 0 or not settings.broker_caps.needs_offsets_guard:
         return None
     guard = OffsetsGuard(app, settings, input_topics, pipeline)
     app.sensors.add(guard)

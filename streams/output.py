@@ -1,7 +1,8 @@
 """The producer of the service's own outputs (recommendations, dead letters, pass-through).
 
-Why not Faust's producer: the worker flushes Faust's producer before writing changelog fences
-(``streams/tables.py``); outputs on a producer of their own never wait on that. At-least-once is kept by ``flush()`` before a batch is acknowledged: a record is
+Why not Faust's producer: outputs on a producer of their own never wait on the changelog
+writes the worker settles (and, on the embedded broker, fences: ``streams/tables.py``) before
+committing a batch. At-least-once is kept by ``flush()`` before a batch is acknowledged: a record is
 delivered before the offsets of the events that caused it can be committed.
 """
 
@@ -33,7 +34,8 @@ class OutputProducer:
                         **kafka_client_kwargs(self.settings),
                         acks="all",
                         linger_ms=LINGER_MS,
-                        enable_idempotence=False,  # Tansu has no producer ids; outputs are idempotent by content
+                        # no producer ids on the embedded broker; outputs are idempotent by content there
+                        enable_idempotence=self.settings.broker_caps.idempotent_producer,
                         client_id=f"{self.settings.app_id}-output",
                     )
                     await p.start()

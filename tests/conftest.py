@@ -12,6 +12,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
+def broker_kind() -> str:
+    """The broker the tests start: SOCREC_BROKER (default Apache Kafka; 'embedded' = Tansu)."""
+    from socrec_online.settings import Settings
+
+    return Settings().broker
+
+
+@pytest.fixture(scope="session")
 def tiny_text_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT (hidden 32, 2 layers) that ``TextEncoder`` loads like a real model."""
     from socrec_online.models.text import make_tiny_bert

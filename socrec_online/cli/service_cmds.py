@@ -33,12 +33,28 @@ def _opt(flag: str, value: object | None) -> list[str]:
 
 @app.command("broker")
 def broker_cmd(
-    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 = a free one).")] = 19092,
+    port: Annotated[int, typer.Option("--port", help="Port on the host (0 = a free one).")] = 19092,
     host: Annotated[str, typer.Option("--host", help="Listen and advertise on this address.")] = "127.0.0.1",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Apache Kafka's log folder (kept across restarts); default SOCREC_KAFKA_DATA_DIR."),
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="kafka | embedded (default SOCREC_BROKER, i.e. kafka).")
+    ] = None,
 ) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""
-    from socrec_online.broker import EmbeddedBroker
+    """Run a single-node broker on this machine until Ctrl-C/SIGTERM: Apache Kafka (KRaft, data on
+    disk) by default, or the embedded in-memory broker with --kind embedded."""
+    from socrec_online.broker import BrokerError
+    from socrec_online.brokers import make_broker
+    from socrec_online.settings import Settings
 
+    settings = Settings()
+    which = kind or settings.broker
+    if which not in ("kafka", "embedded"):
+        typer.echo(f"--kind must be kafka or embedded, not {which!r}", err=True)
+        raise typer.Exit(2)
+    folder = (data_dir or settings.kafka_data_dir).resolve()
     stop = {"sig": 0}
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -46,14 +62,23 @@ def broker_cmd(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with EmbeddedBroker(host=host, port=port) as broker:
-        typer.echo(f"embedded broker ready on {broker.bootstrap} (memory only; Ctrl-C stops it)")
-        typer.echo(f"  export SOCREC_KAFKA_BOOTSTRAP={broker.bootstrap}")
+    broker = make_broker(which, host=host, port=port, data_dir=folder)  # type: ignore[arg-type]
+    try:
+        broker.start()
+    except BrokerError as exc:
+        typer.echo(f"broker did not start: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    try:
+        where = f"data in {folder}" if which == "kafka" else "memory only"
+        typer.echo(f"{broker.name} {broker.version} ready on {broker.bootstrap} ({where}; Ctrl-C stops it)")
+        typer.echo(f"  export SOCREC_KAFKA_BOOTSTRAP={broker.bootstrap} SOCREC_BROKER={which}")
         while not stop["sig"] and broker.is_running():
             time.sleep(0.2)
         if not broker.is_running():
             typer.echo(f"broker exited unexpectedly; log tail:\n{broker.log_tail()}", err=True)
             raise typer.Exit(1)
+    finally:
+        broker.stop()
     typer.echo("broker stopped")
 
 

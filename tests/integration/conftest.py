@@ -1,4 +1,5 @@
-"""Integration fixtures: a real embedded broker over TCP and real worker processes.
+"""Integration fixtures: a real broker over TCP (Apache Kafka unless SOCREC_BROKER=embedded) and real
+worker processes.
 
 One broker per session; each service under test gets its own topic prefix and consumer
 group on it, so tests never see each other's records. Helpers are synchronous (one
@@ -17,20 +18,26 @@ from typing import Any
 import orjson
 import pytest
 
-from socrec_online.broker import EmbeddedBroker, free_port
+from socrec_online.broker import free_port
+from socrec_online.brokers import ManagedBroker, make_broker
 from socrec_online.events import Event
 from socrec_online.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-PARTITIONS = 3  # differs from Tansu's auto-create default (4): proves the worker created them
+PARTITIONS = 3  # differs from both brokers' auto-create defaults (Kafka 1, Tansu 4): the worker made them
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """The embedded Tansu broker on a free loopback port for the whole session."""
-    with EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "broker.log") as b:
+def broker(tmp_path_factory: pytest.TempPathFactory, broker_kind: str) -> Iterator[ManagedBroker]:
+    """The session's broker (Apache Kafka, data on disk in a temporary folder) on a free loopback port."""
+    folder = tmp_path_factory.mktemp("broker")
+    b = make_broker(broker_kind, data_dir=folder / "data", log_path=folder / "broker.log")  # type: ignore[arg-type]
+    b.start()
+    try:
         yield b
+    finally:
+        b.close()
 
 
 @dataclass
@@ -46,12 +53,12 @@ class Record:
 class Service:
     """A worker process plus a producer/reader on its topics (prefix ``prefix``)."""
 
-    def __init__(self, broker: EmbeddedBroker, prefix: str, workdir: Path, text_model: Path) -> None:
+    def __init__(self, broker: ManagedBroker, prefix: str, workdir: Path, text_model: Path) -> None:
         self.prefix = prefix
         self.workdir = workdir
         self.env = {
             "SOCREC_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "SOCREC_EMBEDDED_BROKER": "true",
+            "SOCREC_BROKER": "embedded" if broker.name == "embedded" else "kafka",
             "SOCREC_TOPIC_PREFIX": prefix,
             "SOCREC_APP_ID": f"it-{prefix.strip('.')}",
             "SOCREC_PARTITIONS": str(PARTITIONS),
@@ -160,7 +167,7 @@ class Service:
 
 @pytest.fixture(scope="module")
 def service_factory(
-    broker: EmbeddedBroker, tiny_text_model_path: Path, tmp_path_factory: pytest.TempPathFactory
+    broker: ManagedBroker, tiny_text_model_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[[str], Service]]:
     """Make services on the session broker; every worker started is stopped at module end."""
     made: list[Service] = []

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from socrec_online.broker import EmbeddedBroker
+from socrec_online.brokers import ManagedBroker
 from socrec_online.events import Event, Query
 from streams.bench_reliability import Rig, converge, make_stream, replay_oracle
 from streams.observe import events_done
@@ -82,7 +82,7 @@ def same_top_k(a: dict[str, float], b: dict[str, float]) -> bool:
 
 
 def test_two_workers_share_partitions_and_recommend_like_one_then_survive_a_kill(
-    broker: EmbeddedBroker, tiny_text_model_path: Path, tmp_path: Path
+    broker: ManagedBroker, broker_kind: str, tiny_text_model_path: Path, tmp_path: Path
 ) -> None:
     t0 = time.time() - 900
     stream = timed(make_stream(500, partitions=PARTITIONS, seed=11, tag="so"), t0)
@@ -90,7 +90,7 @@ def test_two_workers_share_partitions_and_recommend_like_one_then_survive_a_kill
 
     def rig(name: str, prefix: str) -> Rig:
         return Rig(broker.bootstrap, tmp_path / name, prefix, text_model=tiny_text_model_path,
-                   partitions=PARTITIONS, env=ENV)
+                   partitions=PARTITIONS, env=ENV, broker_kind=broker_kind)
 
     # one worker alone
     one = rig("one", "so1.")

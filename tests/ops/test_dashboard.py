@@ -1,5 +1,5 @@
 """The Grafana dashboard against real data: a real Prometheus (Debian's binary) scrapes a real
-worker (``python -m streams worker`` on the embedded broker, tiny BERT text tower) on loopback
+worker (``python -m streams worker`` on the test broker, tiny BERT text tower) on loopback
 while events flow, and every PromQL expression of docker/grafana/dashboards/socrec.json must
 return data through Prometheus' HTTP API. The alert rules are loaded too and must evaluate
 without errors against the same live series.
@@ -165,18 +165,20 @@ def prometheus_bin() -> str:
 
 @pytest.fixture(scope="module")
 def live_stack(
-    tmp_path_factory: pytest.TempPathFactory, tiny_text_model_path: Path, prometheus_bin: str
+    tmp_path_factory: pytest.TempPathFactory, tiny_text_model_path: Path, prometheus_bin: str, broker_kind: str
 ) -> Iterator[Prometheus]:
     """Broker, one worker and Prometheus scraping it; everything is stopped afterwards."""
-    from socrec_online.broker import EmbeddedBroker, free_port
+    from socrec_online.broker import free_port
+    from socrec_online.brokers import make_broker
     from streams.procs import WorkerProcess
 
     tmp_path = tmp_path_factory.mktemp("ops_dashboard")
     with contextlib.ExitStack() as stack:
-        broker = stack.enter_context(EmbeddedBroker(log_path=tmp_path / "broker.log"))
+        broker = make_broker(broker_kind, data_dir=tmp_path / "kafka", log_path=tmp_path / "broker.log")  # type: ignore[arg-type]
+        stack.enter_context(contextlib.closing(broker.start()))
         env = {
             "SOCREC_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "SOCREC_EMBEDDED_BROKER": "true",
+            "SOCREC_BROKER": broker_kind,
             "SOCREC_APP_ID": "socrec-dashboard-test",
             "SOCREC_PARTITIONS": "2",
             "SOCREC_METRICS_HOST": "127.0.0.1",

@@ -1,4 +1,5 @@
-"""Reliability fixtures: a real embedded broker and real worker processes, watched from outside.
+"""Reliability fixtures: a real broker (Apache Kafka unless SOCREC_BROKER=embedded) and real worker
+processes, watched from outside.
 
 The scenarios themselves live in ``streams/bench_reliability.py`` (``socrec bench reliability``
 runs their long variants); the tests here run short variants and assert on what they measured.
@@ -11,28 +12,34 @@ from pathlib import Path
 
 import pytest
 
-from socrec_online.broker import EmbeddedBroker
+from socrec_online.brokers import ManagedBroker, make_broker
 from streams.bench_reliability import Rig
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def rel_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """The embedded Tansu broker on a free loopback port, shared by the reliability tests."""
-    with EmbeddedBroker(log_path=tmp_path_factory.mktemp("rel-broker") / "broker.log") as b:
+def rel_broker(tmp_path_factory: pytest.TempPathFactory, broker_kind: str) -> Iterator[ManagedBroker]:
+    """The reliability tests' broker on a free loopback port (data on disk, removed at the end)."""
+    folder = tmp_path_factory.mktemp("rel-broker")
+    b = make_broker(broker_kind, data_dir=folder / "data", log_path=folder / "broker.log")  # type: ignore[arg-type]
+    b.start()
+    try:
         yield b
+    finally:
+        b.close()
 
 
 @pytest.fixture
 def rig_factory(
-    rel_broker: EmbeddedBroker, tiny_text_model_path: Path, tmp_path: Path
+    rel_broker: ManagedBroker, tiny_text_model_path: Path, tmp_path: Path
 ) -> Iterator[Callable[..., Rig]]:
     """Make rigs (one worker each, own topic prefix and group); every worker is stopped after the test."""
     made: list[Rig] = []
 
     def make(prefix: str, **kw: object) -> Rig:
         kw.setdefault("text_model", tiny_text_model_path)
+        kw.setdefault("broker_kind", "embedded" if rel_broker.name == "embedded" else "kafka")
         rig = Rig(rel_broker.bootstrap, tmp_path / prefix.strip("."), prefix, **kw)  # type: ignore[arg-type]
         made.append(rig)
         return rig
