@@ -667,6 +667,19 @@ async def converge(
     return verdict, state
 
 
+async def duplicate_recommendations(rig: Rig) -> dict[str, int]:
+    """Recommendations published, and how many repeat an earlier one's ``rec_id`` (the same answer to
+    the same event for the same user, re-published by a replay after a crash: at-least-once output)."""
+    seen: dict[str, int] = {}
+    total = 0
+    for r in await read_topics(rig.settings, [rig.topic("recommendations")]):
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            rid = str(r.json()["rec_id"])
+            seen[rid] = seen.get(rid, 0) + 1
+            total += 1
+    return {"recommendations": total, "duplicate_recommendations": sum(n - 1 for n in seen.values())}
+
+
 # ----------------------------------------------------------------------------- scenarios
 async def crash_scenario(
     rig: Rig,
@@ -726,6 +739,7 @@ async def crash_scenario(
         diagnosis = await _diagnose_loss(rig, lost_ids, records)
         log(f"crash scenario failed; diagnosis: {json.dumps(diagnosis, default=str)[:6000]}")
     return {
+        **await duplicate_recommendations(rig),
         "lost_dead_lettered": await _dead_lettered_reasons(rig, lost_ids),
         "kills": kills,
         "events": len(records),
@@ -1154,6 +1168,8 @@ async def _bench(
         "events": crash["events"],
         "lost": crash["lost"],
         "doubled": crash["doubled"],
+        "recommendations": crash["recommendations"],
+        "duplicate_recommendations": crash["duplicate_recommendations"],
         "differing_keys": crash["differing_keys"],
         "bad_inputs": poison["bad_inputs"],
         "dead_lettered": poison["dead_lettered"],

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bootstrap", dest="bootstrap", help="override SOCREC_KAFKA_BOOTSTRAP")
     r.set_defaults(fn=cmd_replay)
 
-    d = sub.add_parser("demo", help="embedded broker + worker + live replay + live view")
+    d = sub.add_parser("demo", help="broker + worker + trainer + live replay + live view")
     d.add_argument(
         "--events", type=int, default=6000, help="interaction events to replay after the bootstrap"
     )
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     bo.set_defaults(fn=cmd_bench_online)
 
     b = sub.add_parser(
-        "bench-throughput", help="throughput, latency and freshness through the embedded broker"
+        "bench-throughput", help="throughput, latency and freshness through the broker SOCREC_BROKER names"
     )
     b.add_argument("--events", type=int, default=20000, help="backlog events for the throughput phases")
     b.add_argument("--rate", type=float, default=500.0, help="events/s of the latency phase")
@@ -194,7 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--out", help="JSON output path")
     rb.add_argument("--plot", help="PNG: lag and worker RSS over the sustained-load phase")
     rb.set_defaults(fn=cmd_bench_reliability)
+
+    rc = sub.add_parser("bench-recovery", help="recovery time of a killed worker by changelog size")
+    rc.add_argument("--sizes", default="10000,100000,1000000", help="changelog records, comma-separated")
+    rc.add_argument("--minilm", action="store_true", help="the MiniLM text model instead of a tiny random one")
+    rc.add_argument("--out", help="JSON output path")
+    rc.set_defaults(fn=cmd_bench_recovery)
     return p
+
+
+def cmd_bench_recovery(args: argparse.Namespace) -> int:
+    from streams.bench_recovery import run_bench as run_recovery
+
+    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    return run_recovery(sizes=sizes, tiny_model=not args.minilm, out=Path(args.out) if args.out else None)
 
 
 def cmd_bench_reliability(args: argparse.Namespace) -> int:

@@ -196,6 +196,23 @@ def bench_reliability_cmd(
     _exec_streams(*args)
 
 
+@bench_app.command("recovery")
+def bench_recovery_cmd(
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Changelog records per run, comma-separated.")
+    ] = "10000,100000,1000000",
+    minilm: Annotated[
+        bool, typer.Option("--minilm", help="The MiniLM text model instead of a tiny random one.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="JSON output path.")] = None,
+) -> None:
+    """Seconds until a worker serves again, first start and after kill -9, by changelog size."""
+    args = ["bench-recovery", "--sizes", sizes, *_opt("--out", out)]
+    if minilm:
+        args.append("--minilm")
+    _exec_streams(*args)
+
+
 @bench_app.command("throughput")
 def bench_throughput_cmd(
     events: Annotated[int, typer.Option("--events", help="Backlog events of the throughput phases.")] = 20000,

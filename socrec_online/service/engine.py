@@ -67,6 +67,7 @@ from socrec_online.idmap import IdMap
 from socrec_online.service.decode import DeadLetterReason
 from socrec_online.service.fused import GraphChanges
 from socrec_online.service.heap import freeze_long_lived
+from socrec_online.service.rec_id import rec_id
 from socrec_online.service.state import (
     BOUNCE_MS,
     K_CLICK,
@@ -1315,6 +1316,7 @@ class Engine:
             "kind": kind,
             "items": items,
             "source_event_id": source,
+            "rec_id": rec_id(source, uid, kind, (str(i["id"]) for i in items)),
         }
 
     def _who_to_follow(self, rows: np.ndarray, q: Tensor) -> list[list[dict[str, Any]]]:

@@ -232,3 +232,18 @@ def test_click_that_overtakes_its_item_waits_for_it_instead_of_dead_lettering(sv
     rec = svc.wait_for("recommendations", lambda r: r.value.get("source_event_id") == "o-c1")[-1].value
     assert rec["user_id"] == "o-user" and "o-i1" not in {i["id"] for i in rec["items"]}
     assert not [r for r in svc.records("dead-letters") if r.key == b"o-user"]
+
+
+def test_changelog_topics_are_compacted(svc: Any, broker_kind: str) -> None:
+    """A table's changelog keeps each key's last value, however long the service runs."""
+    if broker_kind == "embedded":
+        pytest.skip("the embedded broker has no compaction (and no topic configs to describe)")
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from socrec_online.service.engine import Engine
+
+    names = [f"{svc.settings.app_id}-{t}-changelog" for t in Engine.TABLES]
+    admin = AdminClient({"bootstrap.servers": svc.settings.kafka_bootstrap})
+    futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, n) for n in names])
+    got = {res.name: fut.result(timeout=30)["cleanup.policy"].value for res, fut in futures.items()}
+    assert got == dict.fromkeys(names, "compact")
