@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import typer
+
+import socrec_online
 
 app = typer.Typer(
     name="socrec",
@@ -14,3 +18,26 @@ bench_app = typer.Typer(help="Benchmarks: each writes --out JSON and prints a ta
 snapshots_app = typer.Typer(help="Model versions: list, promote, rollback.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(snapshots_app, name="snapshots")
+
+
+def package_version() -> str:
+    """The installed distribution's version; the source tree's when it runs uninstalled."""
+    try:
+        return metadata.version("socrec-online")
+    except metadata.PackageNotFoundError:
+        return socrec_online.__version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"socrec-online {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass

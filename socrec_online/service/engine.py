@@ -85,7 +85,7 @@ from socrec_online.service.state import (
     comment_weight,
 )
 from socrec_online.settings import Settings, resolve_device
-from socrec_online.types import ZERO_SHOT_VERSION, ItemId, UserId
+from socrec_online.types import SCHEMA_VERSION, ZERO_SHOT_VERSION, ItemId, UserId
 
 log = logging.getLogger(__name__)
 
@@ -1315,6 +1315,7 @@ class Engine:
             "kind": kind,
             "items": items,
             "source_event_id": source,
+            "schema_version": SCHEMA_VERSION,
         }
 
     def _who_to_follow(self, rows: np.ndarray, q: Tensor) -> list[list[dict[str, Any]]]:
