@@ -257,3 +257,14 @@ def test_socrec_schema_lists_every_topic_and_refuses_an_unknown_one() -> None:
 def test_socrec_version_is_the_package_version() -> None:
     out = runner.invoke(app, ["--version"])
     assert out.exit_code == 0 and out.output.strip() == f"socrec-online {metadata.version('socrec-online')}"
+
+
+def test_docs_topics_links_every_shipped_schema() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "topics.md"
+    text = doc.read_text(encoding="utf-8")
+    for topic in TOPICS:
+        link = f"](../socrec_online/schemas/{topic}.schema.json)"
+        assert f"| `{topic}` |" in text and link in text, topic
+        assert (doc.parent / link[2:-1]).resolve().is_file(), topic
+    for reason in DeadLetterReason:
+        assert f"`{reason.value}`" in text, reason
