@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import typer
 
 import socrec_online
@@ -20,17 +18,9 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(snapshots_app, name="snapshots")
 
 
-def package_version() -> str:
-    """The installed distribution's version; the source tree's when it runs uninstalled."""
-    try:
-        return metadata.version("socrec-online")
-    except metadata.PackageNotFoundError:
-        return socrec_online.__version__
-
-
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"socrec-online {package_version()}")
+        typer.echo(f"socrec-online {socrec_online.__version__}")
         raise typer.Exit()
 
 
