@@ -25,6 +25,7 @@ from aiokafka.errors import IllegalStateError
 import socrec_online
 from socrec_online import metrics
 from socrec_online.logs import CounterDeltas, configure_logging, describe_assignment, logging_config
+from socrec_online.service.remote import STOP_TIMEOUT_S as ENGINE_STOP_TIMEOUT_S
 from socrec_online.settings import Settings
 from streams.admin import TopicMismatchError, ensure_topics
 from streams.agents import Passthrough, Pipeline, register_agent
@@ -41,6 +42,15 @@ LAG_INTERVAL_S = 2.0
 DEFERRED_RETRY_S = 0.2
 DEAD_LETTER_LOG_INTERVAL_S = 10.0
 """Dead letters are logged as one count per reason per interval, not a line per refused record."""
+QUIESCE_TIMEOUT_S = 10.0
+"""At SIGTERM, the longest the worker waits for the last batch's outputs to be acknowledged."""
+SHUTDOWN_GRACE_S = QUIESCE_TIMEOUT_S + 2 * ENGINE_STOP_TIMEOUT_S + 30.0
+"""How long a supervisor must wait after SIGTERM before it kills a worker (compose's
+stop_grace_period is at least this; tests/ops check it). The bounded steps of a drain: the last
+batch's outputs (QUIESCE_TIMEOUT_S), the engine process's exit (up to twice its stop timeout),
+plus a margin for the output flush and Faust's final commit and group leave, which the Kafka
+client bounds with its request timeout. Killed sooner, the worker replays from its last commit:
+nothing is lost, but the work since that commit is done again."""
 
 
 class CommitSensor(faust.Sensor):
@@ -92,7 +102,7 @@ def build(
         if isinstance(handler, Pipeline):
             # the last batch's outputs: written and acked now, so their offsets can be committed
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(handler.quiesce(), timeout=10.0)
+                await asyncio.wait_for(handler.quiesce(), timeout=QUIESCE_TIMEOUT_S)
         await out.stop()
 
     if passthrough:
