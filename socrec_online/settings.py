@@ -318,7 +318,17 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./runs"), description="Worker state directory (Faust tables).")
     snapshot_dir: Path = Field(Path("./snapshots"), description="Where model snapshots live.")
     lastfm_dir: Path | None = Field(None, description="Directory with the HetRec 2011 Last.fm files.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description="Log level of the worker and the trainer (their --loglevel flag overrides it). INFO shows "
+        "start-up, partition assignments, model swaps and dead-letter counts; DEBUG adds the Kafka client's "
+        "and Faust's own lines (held at WARNING otherwise).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log line format: text (time level logger: message) or json (one object per line with "
+        "ts, level, logger, message, exc), for log shippers.",
+    )
 
 
 @lru_cache(maxsize=1)

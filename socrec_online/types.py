@@ -11,3 +11,7 @@ Row = NewType("Row", int)
 """Index of an id in an :class:`~socrec_online.idmap.IdMap` (a row of an embedding table)."""
 
 ZERO_SHOT_VERSION = "zero-shot"
+
+SCHEMA_VERSION = 1
+"""Version of the topics' JSON contract (socrec_online/contract.py, docs/topics.md), stamped on
+output records as ``schema_version``; it changes only with a change that is not additive."""

@@ -27,7 +27,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         _settings(args),
         passthrough=args.passthrough,
         ready_file=Path(args.ready_file) if args.ready_file else None,
-        loglevel=args.loglevel.upper(),
+        loglevel=args.loglevel.upper() if args.loglevel else None,
     )
 
 
@@ -83,7 +83,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
     return run_trainer(
         _settings(args),
         ready_file=Path(args.ready_file) if args.ready_file else None,
-        loglevel=args.loglevel.upper(),
+        loglevel=args.loglevel.upper() if args.loglevel else None,
     )
 
 
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--device", choices=["auto", "cpu", "cuda"])
     w.add_argument("--passthrough", action="store_true", help="decode and re-publish only (bench baseline)")
     w.add_argument("--ready-file", help="write this JSON file once the worker is ready")
-    w.add_argument("--loglevel", default="WARNING")
+    w.add_argument("--loglevel", help="override SOCREC_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR)")
     w.set_defaults(fn=cmd_worker)
 
     r = sub.add_parser("replay", help="produce a dataset's events to Kafka")
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bootstrap", help="override SOCREC_KAFKA_BOOTSTRAP")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"])
     t.add_argument("--ready-file", help="write this JSON file once the trainer consumes")
-    t.add_argument("--loglevel", default="INFO")
+    t.add_argument("--loglevel", help="override SOCREC_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR)")
     t.set_defaults(fn=cmd_trainer)
 
     a = sub.add_parser("announce", help="announce a snapshot version on model-updates")

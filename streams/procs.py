@@ -35,9 +35,10 @@ class WorkerProcess:
         *,
         passthrough: bool = False,
         log_path: Path | None = None,
-        loglevel: str = "WARNING",
+        loglevel: str | None = "WARNING",
         extra_args: list[str] | None = None,
     ) -> None:
+        """``loglevel`` None: no --loglevel flag, the worker's SOCREC_LOG_LEVEL decides."""
         self.env = env
         self.passthrough = passthrough
         self.loglevel = loglevel
@@ -50,7 +51,8 @@ class WorkerProcess:
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "streams", "worker", "--ready-file", str(self.ready_file)]
-        cmd += ["--loglevel", self.loglevel]
+        if self.loglevel is not None:
+            cmd += ["--loglevel", self.loglevel]
         if self.passthrough:
             cmd.append("--passthrough")
         return cmd + self.extra_args

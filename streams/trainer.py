@@ -37,6 +37,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from socrec_online import metrics
 from socrec_online.events import INPUT_TOPICS
+from socrec_online.logs import configure_logging
 from socrec_online.online import OnlineConfig, OnlineLearner
 from socrec_online.online.learner import FinetuneOutcome
 from socrec_online.service.decode import DecodeError, decode_event
@@ -223,11 +224,14 @@ def _yield_cpu(nice: int) -> None:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
-def run_trainer(settings: Settings, *, ready_file: Path | None = None, loglevel: str = "INFO") -> int:
-    """Run until SIGTERM/SIGINT (a running fine-tune stops early, unpublished)."""
+def run_trainer(settings: Settings, *, ready_file: Path | None = None, loglevel: str | None = None) -> int:
+    """Run until SIGTERM/SIGINT (a running fine-tune stops early, unpublished).
+
+    ``loglevel`` overrides ``SOCREC_LOG_LEVEL``; the format is ``SOCREC_LOG_FORMAT``.
+    """
     import torch
 
-    logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging((loglevel or settings.log_level).upper(), settings.log_format)
     _yield_cpu(settings.trainer_nice)
     torch.set_num_threads(settings.torch_threads or max(1, (os.cpu_count() or 2) // 2))
     from streams.admin import TopicMismatchError, ensure_topics
@@ -266,5 +270,6 @@ class TrainerProcess(WorkerProcess):
     """``python -m streams trainer`` as a managed child (demo, bench, tests)."""
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "streams", "trainer", "--ready-file", str(self.ready_file),
-                "--loglevel", self.loglevel, *self.extra_args]
+        level = ["--loglevel", self.loglevel] if self.loglevel is not None else []
+        return [sys.executable, "-m", "streams", "trainer", "--ready-file", str(self.ready_file), *level,
+                *self.extra_args]

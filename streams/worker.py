@@ -22,7 +22,10 @@ from typing import Any
 import faust
 from aiokafka.errors import IllegalStateError
 
+import socrec_online
 from socrec_online import metrics
+from socrec_online.logs import CounterDeltas, configure_logging, describe_assignment, logging_config
+from socrec_online.service.remote import STOP_TIMEOUT_S as ENGINE_STOP_TIMEOUT_S
 from socrec_online.settings import Settings
 from streams.admin import TopicMismatchError, ensure_topics
 from streams.agents import Passthrough, Pipeline, register_agent
@@ -37,6 +40,17 @@ from streams.topics import Topics, base_name, declare_topics, required_topics
 log = logging.getLogger("socrec.worker")
 LAG_INTERVAL_S = 2.0
 DEFERRED_RETRY_S = 0.2
+DEAD_LETTER_LOG_INTERVAL_S = 10.0
+"""Dead letters are logged as one count per reason per interval, not a line per refused record."""
+QUIESCE_TIMEOUT_S = 10.0
+"""At SIGTERM, the longest the worker waits for the last batch's outputs to be acknowledged."""
+SHUTDOWN_GRACE_S = QUIESCE_TIMEOUT_S + 2 * ENGINE_STOP_TIMEOUT_S + 30.0
+"""How long a supervisor must wait after SIGTERM before it kills a worker (compose's
+stop_grace_period is at least this; tests/ops check it). The bounded steps of a drain: the last
+batch's outputs (QUIESCE_TIMEOUT_S), the engine process's exit (up to twice its stop timeout),
+plus a margin for the output flush and Faust's final commit and group leave, which the Kafka
+client bounds with its request timeout. Killed sooner, the worker replays from its last commit:
+nothing is lost, but the work since that commit is done again."""
 
 
 class CommitSensor(faust.Sensor):
@@ -88,7 +102,7 @@ def build(
         if isinstance(handler, Pipeline):
             # the last batch's outputs: written and acked now, so their offsets can be committed
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(handler.quiesce(), timeout=10.0)
+                await asyncio.wait_for(handler.quiesce(), timeout=QUIESCE_TIMEOUT_S)
         await out.stop()
 
     if passthrough:
@@ -138,11 +152,31 @@ def build(
         async def _retry_deferred() -> None:
             await pipeline.retry_deferred()
 
-        metrics.set_model_version(str(getattr(engine, "model_version", "zero-shot")))
+        serving = str(getattr(engine, "model_version", "zero-shot"))
+        metrics.set_model_version(serving)
+        log.info("serving model %s", serving)
 
     register_agent(app, settings, topics, handler.handle, "passthrough" if passthrough else "process")
     # a broker that lost its data: resume input partitions whose log went backwards (streams/offsets_guard.py)
     register_offsets_guard(app, settings, topics.inputs.topics, handler if isinstance(handler, Pipeline) else None)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _log_assignment(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        mine = [(base_name(settings, tp.topic), tp.partition) for tp in assigned or () if tp.topic in topics.inputs.topics]
+        log.info("input partitions assigned: %s", describe_assignment(mine))
+
+    dead_letters = CounterDeltas(metrics.DEAD_LETTERS, "reason")
+
+    @app.timer(DEAD_LETTER_LOG_INTERVAL_S)
+    async def _log_dead_letters() -> None:
+        gained = dead_letters.take()
+        if gained:
+            log.info(
+                "dead-lettered %d records in the last %.0f s: %s",
+                sum(gained.values()),
+                DEAD_LETTER_LOG_INTERVAL_S,
+                ", ".join(f"{reason}={n}" for reason, n in gained.items()),
+            )
 
     @app.timer(LAG_INTERVAL_S)
     async def _consumer_lag() -> None:
@@ -186,10 +220,22 @@ def run_worker(
     *,
     passthrough: bool = False,
     ready_file: Path | None = None,
-    loglevel: str = "WARNING",
+    loglevel: str | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit code (2 = topics do not fit)."""
-    logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run until SIGTERM/SIGINT; returns the exit code (2 = topics do not fit).
+
+    ``loglevel`` overrides ``SOCREC_LOG_LEVEL``; the format is ``SOCREC_LOG_FORMAT``.
+    """
+    level = (loglevel or settings.log_level).upper()
+    configure_logging(level, settings.log_format)
+    log.info(
+        "socrec-online %s worker starting: group %s, brokers %s, topic prefix %r%s",
+        socrec_online.__version__,
+        f"{settings.app_id}-passthrough" if passthrough else settings.app_id,
+        settings.kafka_bootstrap,
+        settings.topic_prefix,
+        " (pass-through)" if passthrough else "",
+    )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     wanted = required_topics(settings, passthrough=passthrough)
@@ -203,7 +249,14 @@ def run_worker(
     print(f"socrec worker: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
     install_health_route(settings)  # GET /healthz: 200 ok, 503 stuck (socrec_online/health.py)
     app, _topics, handler = build(settings, passthrough=passthrough, ready_file=ready_file, metrics_port=port)
-    worker = faust.Worker(app, loop=loop, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(
+        app,
+        loop=loop,
+        loglevel=level,
+        logging_config=logging_config(level, settings.log_format),  # Faust re-applies logging at start
+        quiet=True,
+        redirect_stdouts=False,
+    )
     # Faust's terminal spinner sets the ROOT logger to DEBUG (so it can spin on every record):
     # every aiokafka/faust debug line then builds a LogRecord, ~7 % of the worker's CPU (py-spy).
     worker.spinner = None

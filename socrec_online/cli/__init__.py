@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from socrec_online.cli import model_cmds, nl_cmds, online_cmds, service_cmds, snapshot_cmds  # noqa: F401  (registration by import)
+from socrec_online.cli import (  # noqa: F401  (registration by import)
+    contract_cmds,
+    model_cmds,
+    nl_cmds,
+    online_cmds,
+    service_cmds,
+    snapshot_cmds,
+)
 from socrec_online.cli._app import app
 
 

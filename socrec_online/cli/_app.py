@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+import socrec_online
+
 app = typer.Typer(
     name="socrec",
     help="socrec-online: a streaming social-network recommender on Kafka.",
@@ -14,3 +16,18 @@ bench_app = typer.Typer(help="Benchmarks: each writes --out JSON and prints a ta
 snapshots_app = typer.Typer(help="Model versions: list, promote, rollback.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(snapshots_app, name="snapshots")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"socrec-online {socrec_online.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass

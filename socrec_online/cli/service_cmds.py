@@ -93,10 +93,12 @@ def worker_cmd(
     ready_file: Annotated[
         Path | None, typer.Option("--ready-file", help="Write this JSON file once ready.")
     ] = None,
-    loglevel: Annotated[str, typer.Option("--loglevel")] = "WARNING",
+    loglevel: Annotated[
+        str | None, typer.Option("--loglevel", help="DEBUG | INFO | WARNING | ERROR (overrides SOCREC_LOG_LEVEL).")
+    ] = None,
 ) -> None:
     """Run the stream worker against SOCREC_KAFKA_BOOTSTRAP (creates its topics when absent)."""
-    args = ["worker", *_opt("--device", device), *_opt("--ready-file", ready_file), "--loglevel", loglevel]
+    args = ["worker", *_opt("--device", device), *_opt("--ready-file", ready_file), *_opt("--loglevel", loglevel)]
     if passthrough:
         args.append("--passthrough")
     _exec_streams(*args)
@@ -110,10 +112,12 @@ def trainer_cmd(
     ready_file: Annotated[
         Path | None, typer.Option("--ready-file", help="Write this JSON file once consuming.")
     ] = None,
-    loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option("--loglevel", help="DEBUG | INFO | WARNING | ERROR (overrides SOCREC_LOG_LEVEL).")
+    ] = None,
 ) -> None:
     """Fine-tune from the live stream (own consumer group), publish gated snapshots, announce them."""
-    args = ["trainer", *_opt("--device", device), *_opt("--ready-file", ready_file), "--loglevel", loglevel]
+    args = ["trainer", *_opt("--device", device), *_opt("--ready-file", ready_file), *_opt("--loglevel", loglevel)]
     _exec_streams(*args)
 
 

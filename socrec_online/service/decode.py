@@ -19,6 +19,7 @@ import orjson
 
 from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile, Query
 from socrec_online.settings import Settings
+from socrec_online.types import SCHEMA_VERSION
 
 __all__ = ["DeadLetterReason", "DecodeError", "dead_letter_record", "decode_event"]
 
@@ -295,4 +296,5 @@ def dead_letter_record(
         "payload": text,
         "payload_bytes": size,
         "truncated": size > max(limit_bytes, 0),
+        "schema_version": SCHEMA_VERSION,
     }

@@ -86,7 +86,7 @@ from socrec_online.service.state import (
     comment_weight,
 )
 from socrec_online.settings import Settings, resolve_device
-from socrec_online.types import ZERO_SHOT_VERSION, ItemId, UserId
+from socrec_online.types import SCHEMA_VERSION, ZERO_SHOT_VERSION, ItemId, UserId
 
 log = logging.getLogger(__name__)
 
@@ -1317,6 +1317,7 @@ class Engine:
             "items": items,
             "source_event_id": source,
             "rec_id": rec_id(source, uid, kind, (str(i["id"]) for i in items)),
+            "schema_version": SCHEMA_VERSION,
         }
 
     def _who_to_follow(self, rows: np.ndarray, q: Tensor) -> list[list[dict[str, Any]]]:

