@@ -196,6 +196,12 @@ def _recommendations() -> dict[str, Any]:
                 "type": ["string", "null"],
                 "description": "event_id of the input that caused it (the query's for kind query).",
             },
+            "rec_id": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{32}$",
+                "description": "Stable id: the same for a list re-published by a replay after a crash "
+                "(same source event, user and kind), so consumers can drop duplicates.",
+            },
             "schema_version": _VERSION_FIELD,
         },
         "required": ["user_id", "ts", "model_version", "kind", "items", "source_event_id"],
