@@ -222,13 +222,15 @@ class ApacheKafkaBroker(BrokerProcess):
         props = self.data_dir / "server.properties"
         props.write_text("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
         log4j = self.data_dir / "log4j2.properties"
+        # with ACLs on, every denial is logged (INFO on kafka.authorizer.logger): what a client lacked
+        denials = "logger.acl.name = kafka.authorizer.logger\nlogger.acl.level = INFO\n" if self.secure else ""
         log4j.write_text(
             "status = warn\n"
             "appender.out.type = Console\nappender.out.name = OUT\n"
             "appender.out.layout.type = PatternLayout\n"
             "appender.out.layout.pattern = [%d] %p %m (%c)%n\n"
             "rootLogger.level = WARN\nrootLogger.appenderRef.out.ref = OUT\n"
-            "logger.server.name = kafka.server.KafkaRaftServer\nlogger.server.level = INFO\n"
+            "logger.server.name = kafka.server.KafkaRaftServer\nlogger.server.level = INFO\n" + denials
         )
         return props
 
