@@ -3,7 +3,8 @@
 One Apache Kafka broker per module opens a SASL_SSL listener whose certificate is signed by a
 CA made here (``cryptography``); the SCRAM users are created by Kafka's StorageTool at format
 time and the ACLs by Kafka's AclCommand, authenticated as the ``admin`` super user. The admin
-also creates the topics, so no client principal needs Create.
+also creates the topics the worker provisions (``streams.admin``), so only Faust's own topics
+need Create. The broker's plaintext listener stays open, but as ``User:ANONYMOUS`` without ACLs.
 
 ACLs (``P`` = the topic prefix, ``A`` = the worker's app id; Read and Write imply Describe; the
 worker ran end to end with these and no denial, its idempotent producer needs no cluster ACL):
@@ -175,7 +176,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, broker_kind: str) -> Itera
 
     folder = tmp_path_factory.mktemp("kafka-sec")
     pki = make_pki(folder)
-    listener = SecureListener(port=free_port(), keystore_pem=pki.keystore, users=dict(PASSWORDS))
+    listener = SecureListener(free_port(), pki.keystore, pki.ca, users=dict(PASSWORDS))
     broker = ApacheKafkaBroker(data_dir=folder / "data", secure=listener)
     broker.start()
     try:
@@ -290,7 +291,7 @@ async def _send(settings: Settings, topic: str) -> Any:
         await p.stop()
 
 
-def test_only_the_trainer_writes_model_updates(secured: Secured) -> None:
+def test_only_the_trainer_writes_model_updates_not_the_worker_nor_anonymous(secured: Secured) -> None:
     from aiokafka.errors import TopicAuthorizationFailedError
 
     topic = f"{PREFIX}model-updates"
@@ -301,3 +302,6 @@ def test_only_the_trainer_writes_model_updates(secured: Secured) -> None:
     assert meta.topic == topic and meta.offset >= 0
     with pytest.raises(TopicAuthorizationFailedError):  # and the trainer cannot write recommendations
         asyncio.run(_send(secured.settings("trainer"), f"{PREFIX}recommendations"))
+    plain = Settings(kafka_bootstrap=secured.broker.bootstrap)  # the plaintext listener: User:ANONYMOUS
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(_send(plain, topic))
