@@ -9,10 +9,11 @@ acknowledged record. Like :class:`~socrec_online.broker.EmbeddedBroker` it needs
 client library: readiness is a wire round trip.
 
 Optionally a second, secured listener (``SASL_SSL``, SCRAM-SHA-512 over TLS, ACLs through
-Kafka's ``StandardAuthorizer``): :class:`SecureListener`. The controller listener always stays
-plaintext on loopback; its principal (``User:ANONYMOUS``) is a super user so the node can talk
-to its own controller, which is why the client listeners never accept unauthenticated
-connections when security is on.
+Kafka's ``StandardAuthorizer``): :class:`SecureListener`. Then the node talks to itself as a
+super user only over authenticated channels: the controller listener is TLS with client
+certificates (the broker's own), inter-broker traffic (e.g. transaction markers) goes over
+SASL_SSL as the first super user. So the plaintext listener, kept for readiness and for
+metadata, authenticates nobody: ``User:ANONYMOUS`` has no ACL there and is refused everything.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ MIN_JAVA = 17  # Kafka 4.x brokers need Java 17
 _CLIENT_LISTENER = "PLAINTEXT"
 _SECURE_LISTENER = "SASL_SSL"
 _CONTROLLER_LISTENER = "CONTROLLER"
+_CONTROLLER_PRINCIPAL = "socrec-node"  # who connects to the controller listener, when it is TLS
 
 
 def kafka_home() -> Path:
@@ -109,12 +111,15 @@ class SecureListener:
     """A SASL_SSL listener: SCRAM-SHA-512 users, the broker's PEM key+chain, ACLs on.
 
     ``keystore_pem``: the broker's unencrypted PKCS#8 private key followed by its certificate
-    chain. ``users``: name -> password, created at format time. ``super_users``: principals
-    ACLs do not apply to (the admin that grants them).
+    chain, also its client certificate on the controller listener. ``ca_pem``: the CA the broker
+    trusts for its own connections (whatever it signed may use the controller listener).
+    ``users``: name -> password, created at format time. ``super_users``: principals ACLs do
+    not apply to; the first one, which must be in ``users``, is the broker's inter-broker identity.
     """
 
     port: int
     keystore_pem: Path
+    ca_pem: Path
     users: dict[str, str] = field(default_factory=dict)
     super_users: tuple[str, ...] = ("admin",)
 
@@ -194,27 +199,40 @@ class ApacheKafkaBroker(BrokerProcess):
             s = self.secure
             listeners.append(f"{_SECURE_LISTENER}://{h}:{s.port}")
             advertised.append(f"{_SECURE_LISTENER}://{h}:{s.port}")
+            protocols[-1] = f"{_CONTROLLER_LISTENER}:SSL"
             protocols.append(f"{_SECURE_LISTENER}:SASL_SSL")
-            supers = ["User:ANONYMOUS", *(f"User:{u}" for u in s.super_users)]
-            lname = _SECURE_LISTENER.lower()
-            conf.update(
-                {
-                    "sasl.enabled.mechanisms": "SCRAM-SHA-512",
-                    f"listener.name.{lname}.sasl.enabled.mechanisms": "SCRAM-SHA-512",
-                    f"listener.name.{lname}.scram-sha-512.sasl.jaas.config": (
-                        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-                    ),
-                    f"listener.name.{lname}.ssl.keystore.type": "PEM",
-                    f"listener.name.{lname}.ssl.keystore.location": str(s.keystore_pem),
-                    "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                    "super.users": ";".join(supers),
-                    "allow.everyone.if.no.acl.found": "false",
-                }
-            )
+            conf.update(self._security(s))
         conf["listeners"] = ",".join([*listeners, f"{_CONTROLLER_LISTENER}://{h}:{self.controller_port}"])
         conf["advertised.listeners"] = ",".join(advertised)
         conf["listener.security.protocol.map"] = ",".join(protocols)
         conf.update(self.extra_config)
+        return conf
+
+    def _security(self, s: SecureListener) -> dict[str, str]:
+        """SCRAM on the SASL_SSL listener, client-certificate TLS on the controller's, ACLs on."""
+        if not s.super_users or s.super_users[0] not in s.users:
+            raise BrokerError("SecureListener: the first super user needs a SCRAM password in users")
+        inter, ctl = s.super_users[0], _CONTROLLER_LISTENER.lower()
+        conf = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users": ";".join([f"User:{_CONTROLLER_PRINCIPAL}", *(f"User:{u}" for u in s.super_users)]),
+                "allow.everyone.if.no.acl.found": "false",
+                "inter.broker.listener.name": _SECURE_LISTENER,
+                "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                # loopback only, and only a certificate ``ca_pem`` signed gets in: the node itself
+                f"listener.name.{ctl}.ssl.client.auth": "required",
+                f"listener.name.{ctl}.ssl.principal.mapping.rules": f"RULE:^.*$/{_CONTROLLER_PRINCIPAL}/"}  # fmt: skip
+        for lname in (_SECURE_LISTENER.lower(), _CONTROLLER_LISTENER.lower()):
+            conf |= {f"listener.name.{lname}.ssl.keystore.type": "PEM",
+                     f"listener.name.{lname}.ssl.keystore.location": str(s.keystore_pem),
+                     f"listener.name.{lname}.ssl.truststore.type": "PEM",
+                     f"listener.name.{lname}.ssl.truststore.location": str(s.ca_pem)}  # fmt: skip
+        lname = _SECURE_LISTENER.lower()
+        conf[f"listener.name.{lname}.sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
+        conf[f"listener.name.{lname}.scram-sha-512.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{inter}" password="{s.users[inter]}";'
+        )
         return conf
 
     def _write_config(self) -> Path:
@@ -222,13 +240,15 @@ class ApacheKafkaBroker(BrokerProcess):
         props = self.data_dir / "server.properties"
         props.write_text("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
         log4j = self.data_dir / "log4j2.properties"
+        # with ACLs on, every denial is logged (INFO on kafka.authorizer.logger): what a client lacked
+        denials = "logger.acl.name = kafka.authorizer.logger\nlogger.acl.level = INFO\n" if self.secure else ""
         log4j.write_text(
             "status = warn\n"
             "appender.out.type = Console\nappender.out.name = OUT\n"
             "appender.out.layout.type = PatternLayout\n"
             "appender.out.layout.pattern = [%d] %p %m (%c)%n\n"
             "rootLogger.level = WARN\nrootLogger.appenderRef.out.ref = OUT\n"
-            "logger.server.name = kafka.server.KafkaRaftServer\nlogger.server.level = INFO\n"
+            "logger.server.name = kafka.server.KafkaRaftServer\nlogger.server.level = INFO\n" + denials
         )
         return props
 
