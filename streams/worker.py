@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 import socrec_online
 from socrec_online import metrics
@@ -222,7 +222,7 @@ def run_worker(
     ready_file: Path | None = None,
     loglevel: str | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit code (2 = topics do not fit).
+    """Run until SIGTERM/SIGINT; returns the exit code (2 = topics do not fit, 3 = Kafka unusable).
 
     ``loglevel`` overrides ``SOCREC_LOG_LEVEL``; the format is ``SOCREC_LOG_FORMAT``.
     """
@@ -244,6 +244,10 @@ def run_worker(
     except TopicMismatchError as exc:
         print(f"socrec worker: {exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:  # unreachable, refused TLS, bad credentials: an infrastructure error
+        cause = f" ({exc.__cause__!r})" if exc.__cause__ else ""
+        print(f"socrec worker: cannot use Kafka at {settings.kafka_bootstrap}: {exc!r}{cause}", file=sys.stderr)
+        return 3
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     port = metrics.start_metrics_server(settings.metrics_host, settings.metrics_port)
     print(f"socrec worker: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
