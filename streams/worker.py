@@ -34,6 +34,7 @@ from streams.delivery import harden_consumer, items_behind
 from streams.liveness import install_health_route, install_state_route
 from streams.offsets_guard import register_offsets_guard
 from streams.output import OutputProducer
+from streams.recovery_guard import register_recovery_guard
 from streams.tables import declare_tables
 from streams.topics import Topics, base_name, declare_topics, required_topics
 
@@ -159,6 +160,8 @@ def build(
     register_agent(app, settings, topics, handler.handle, "passthrough" if passthrough else "process")
     # a broker that lost its data: resume input partitions whose log went backwards (streams/offsets_guard.py)
     register_offsets_guard(app, settings, topics.inputs.topics, handler if isinstance(handler, Pipeline) else None)
+    # a changelog partition whose recovery stopped short of its end is read again (streams/recovery_guard.py)
+    register_recovery_guard(app)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _log_assignment(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
