@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     max_timestamp_s: float = Field(
         4_102_444_800.0, gt=0, description="Later event times (e.g. milliseconds sent as seconds) are dead-lettered."
     )
+    max_dwell_ms: int = Field(
+        86_400_000,
+        ge=1,
+        le=2**53,
+        description="Longest dwell time a click may carry, in milliseconds (1 to 2^53; default one day); "
+        "longer ones are dead-lettered (out_of_range).",
+    )
     dedup_ids_per_key: int = Field(
         64, ge=1, le=1_000_000, description="Applied event ids remembered per table key (replay idempotency)."
     )
