@@ -21,10 +21,10 @@ from typing import Any
 
 import orjson
 
-from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile, Query
+from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile, Query, key_of
 from socrec_online.settings import Settings
 
-__all__ = ["DeadLetterReason", "DecodeError", "dead_letter_record", "decode_event", "decode_value"]
+__all__ = ["DeadLetterReason", "DecodeError", "check_key", "dead_letter_record", "decode_event", "decode_value"]
 
 _ERROR_CHARS = 500
 
@@ -47,6 +47,7 @@ class DeadLetterReason(enum.StrEnum):
     bad_timestamp = "bad_timestamp"
     unknown_topic = "unknown_topic"
     unknown_item = "unknown_item"
+    wrong_key = "wrong_key"
 
 
 class DecodeError(ValueError):
@@ -288,6 +289,24 @@ def decode_value(topic: str, data: Any, settings: Settings) -> Event:
     if type(data) is not dict:
         raise _fail(DeadLetterReason.not_object, f"expected a JSON object, got {_type_name(data)}")
     return decoder(_Reader(data, settings))
+
+
+def check_key(event: Event, key: bytes | None) -> None:
+    """Refuse (``wrong_key``) an event whose Kafka key is not its owner's id (DESIGN.md: the user id;
+    the item id for ``items``).
+
+    State is owned per key: the partition of the event's key decides which worker holds that user's
+    (or item's) tables, so a mis-keyed event would change state another worker owns. It is
+    dead-lettered rather than re-routed: routing would need the producer's partitioner here, and
+    the producer that sent it is the one to fix. A record without a key (null) is accepted:
+    DESIGN.md does not forbid one, and the id in the value is what the state is keyed by.
+    """
+    if key is None:
+        return
+    want = key_of(event)
+    if key != want.encode("utf-8"):
+        got = bytes(key[:80]).decode("utf-8", "backslashreplace")
+        raise _fail(DeadLetterReason.wrong_key, f"key {got!r} is not the event's owner id {want[:80]!r}")
 
 
 def dead_letter_record(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import orjson
 import pytest
@@ -11,6 +12,7 @@ from socrec_online.events import Click, Comment, Follow, ItemPublished, Like, Pr
 from socrec_online.service.decode import (
     DeadLetterReason,
     DecodeError,
+    check_key,
     dead_letter_record,
     decode_event,
     decode_value,
@@ -141,7 +143,7 @@ def test_bad_payload_reason(topic: str, raw: bytes | None, reason: DeadLetterRea
 
 
 def test_every_decode_reason_is_exercised() -> None:
-    produced_elsewhere = {DeadLetterReason.unknown_item}  # by the engine
+    produced_elsewhere = {DeadLetterReason.unknown_item, DeadLetterReason.wrong_key}  # engine, check_key
     assert {r for _, _, r in BAD} == set(DeadLetterReason) - produced_elsewhere
 
 
@@ -158,6 +160,29 @@ def test_an_accepted_event_re_encodes_and_the_engine_process_accepts_it_at_the_s
     assert decode_value(topic, value, s) == ev
     click = decode_event("clicks", enc({**CLICK, "dwell_ms": S.max_dwell_ms}), S)
     assert decode_value("clicks", orjson.loads(orjson.dumps(to_dict(click))), S) == click
+
+
+@pytest.mark.parametrize(
+    ("event", "key", "ok"),
+    [
+        (GOOD["clicks"], b"u1", True),
+        (GOOD["clicks"], None, True),  # DESIGN.md does not forbid a null key: the value's id owns it
+        (GOOD["clicks"], b"u2", False),
+        (GOOD["clicks"], b"i1", False),
+        (GOOD["follows"], b"u2", False),  # keyed by the follower, not the target
+        (GOOD["items"], b"i9", True),
+        (GOOD["items"], b"u2", False),  # items are keyed by the item id, not the author
+        (GOOD["profiles"], b"u1\xff", False),
+        (GOOD["queries"], b"", False),
+    ],
+)
+def test_a_mis_keyed_event_is_refused_as_wrong_key(event: Any, key: bytes | None, ok: bool) -> None:
+    if ok:
+        check_key(event, key)
+        return
+    with pytest.raises(DecodeError) as exc:
+        check_key(event, key)
+    assert exc.value.reason is DeadLetterReason.wrong_key and exc.value.detail
 
 
 def test_fuzzed_bytes_raise_only_decode_error() -> None:
