@@ -286,8 +286,14 @@ class Settings(BaseSettings):
     # --- Operations -----------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Bind address of the Prometheus endpoint.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port (0 = pick a free one).")
-    web_host: str = Field("127.0.0.1", description="Bind address of the Faust web / health server.")
-    web_port: int = Field(6066, ge=0, le=65535, description="Faust web / health port.")
+    web_host: str = Field(
+        "127.0.0.1",
+        description="Bind address of Faust's web server, which the worker keeps off (its views serve table "
+        "state without authentication; health is on metrics_port).",
+    )
+    web_port: int = Field(
+        6066, ge=0, le=65535, description="Port of Faust's web server, which the worker keeps off (see web_host)."
+    )
     data_dir: Path = Field(Path("./runs"), description="Worker state directory (Faust tables).")
     snapshot_dir: Path = Field(Path("./snapshots"), description="Where model snapshots live.")
     lastfm_dir: Path | None = Field(None, description="Directory with the HetRec 2011 Last.fm files.")
