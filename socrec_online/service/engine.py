@@ -547,8 +547,9 @@ class Engine:
                 if t is Click or t is Like or t is Comment:
                     ev = cast(Click | Like | Comment, ev)  # narrowing for mypy; no runtime isinstance
                     topic = "clicks" if t is Click else "likes" if t is Like else "comments"
-                    st = self._activity(ev.user_id)
-                    if ev.event_id in st.ids:
+                    # a refused event leaves no state behind (no user row a restart would not rebuild)
+                    known = self.activity.get(ev.user_id)
+                    if known is not None and ev.event_id in known.ids:
                         res.duplicates += 1
                         outcome(topic, "duplicate")
                         continue
@@ -558,6 +559,7 @@ class Engine:
                         )
                         outcome(topic, "rejected")
                         continue
+                    st = known if known is not None else self._activity(ev.user_id)
                     row = self.users.row(ev.user_id)
                     n_seen = len(st.seen)
                     was_seen = ev.item_id in st.seen
@@ -618,8 +620,8 @@ class Engine:
                     fanout_from[row] = ev.event_id
                 elif t is Follow:
                     ev = cast(Follow, ev)
-                    sst = self._social(ev.user_id)
-                    if ev.event_id in sst.ids:
+                    known_s = self.social.get(ev.user_id)
+                    if known_s is not None and ev.event_id in known_s.ids:
                         res.duplicates += 1
                         outcome("follows", "duplicate")
                         continue
@@ -629,6 +631,7 @@ class Engine:
                         )
                         outcome("follows", "rejected")
                         continue
+                    sst = known_s if known_s is not None else self._social(ev.user_id)
                     row = self.users.row(ev.user_id)
                     self._user_row(ev.target_id)  # a followed user has a row before any event of theirs
                     if ev.undo:

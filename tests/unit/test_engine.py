@@ -321,6 +321,18 @@ def test_restore_leaves_out_malformed_values_counts_them_and_logs_once(
     assert "ghost" in restored.activity["bob"].recent  # kept in the state: its item may still come
 
 
+def test_refused_events_from_new_users_leave_no_state_behind(encoder: Any) -> None:
+    eng = make(encoder)
+    eng.learn_many(catalogue(2))
+    before = eng.stats()
+    r = eng.learn_many(
+        [Click(f"c{k}", f"stranger{k}", f"no-such-item-{k}", T0) for k in range(200)]
+        + [Follow(f"f{k}", f"loner{k}", f"loner{k}", T0) for k in range(50)]
+    )
+    assert len(r.rejected) == 250 and r.table_updates == {}
+    assert eng.stats() == before  # no user rows, no state: hostile ids cost the worker nothing
+
+
 @pytest.mark.parametrize("seed", [7, 8, 9])
 def test_random_streams_keep_every_promise(encoder: Any, seed: int) -> None:
     """Random mixes of every event kind (undos, repeats, unknown ids): no crash, filters hold, restore agrees."""
