@@ -41,6 +41,11 @@ class IdMap:
     def rows(self, ids: Sequence[str]) -> list[int]:
         return [self._rows[i] for i in ids]
 
+    def rows_or_missing(self, ids: Iterable[str]) -> list[int]:
+        """Rows of ``ids``, -1 for each unknown one."""
+        get = self._rows.get
+        return [get(i, -1) for i in ids]
+
     def id(self, row: int) -> str:
         return self._ids[row]
 

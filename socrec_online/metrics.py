@@ -155,6 +155,14 @@ SHARED_STATE_APPLIED = Counter(
     registry=REGISTRY,
 )
 ANN_ITEMS = Gauge("socrec_ann_index_items", "Item vectors in the ANN index.", registry=REGISTRY)
+STATE_SKIPPED = Counter(
+    "socrec_state_values_skipped_total",
+    "Table values a rebuild of the engine from the tables (restore, or other workers' values) left out: "
+    "reason=malformed (the whole value), reason=unknown_item (an engagement naming an item not in the "
+    "catalogue, left out of the derived state only).",
+    ["table", "reason"],
+    registry=REGISTRY,
+)
 AGENT_ERRORS = Counter(
     "socrec_agent_errors_total",
     "Unexpected errors caught in a stream agent, by agent.",
@@ -339,6 +347,7 @@ ENGINE_SIDE: tuple[Any, ...] = (
     TEXT_CACHE_MISSES,
     TEXTS_ENCODED,
     ANN_ITEMS,
+    STATE_SKIPPED,
 )
 _ENGINE_BY_NAME = {m._name: m for m in ENGINE_SIDE}
 _exported: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}

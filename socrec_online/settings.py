@@ -180,6 +180,13 @@ class Settings(BaseSettings):
     max_timestamp_s: float = Field(
         4_102_444_800.0, gt=0, description="Later event times (e.g. milliseconds sent as seconds) are dead-lettered."
     )
+    max_dwell_ms: int = Field(
+        86_400_000,
+        ge=1,
+        le=2**53,
+        description="Longest dwell time a click may carry, in milliseconds (1 to 2^53; default one day); "
+        "longer ones are dead-lettered (out_of_range).",
+    )
     dedup_ids_per_key: int = Field(
         64, ge=1, le=1_000_000, description="Applied event ids remembered per table key (replay idempotency)."
     )
@@ -313,8 +320,14 @@ class Settings(BaseSettings):
     # --- Operations -----------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Bind address of the Prometheus endpoint.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port (0 = pick a free one).")
-    web_host: str = Field("127.0.0.1", description="Bind address of the Faust web / health server.")
-    web_port: int = Field(6066, ge=0, le=65535, description="Faust web / health port.")
+    web_host: str = Field(
+        "127.0.0.1",
+        description="Bind address of Faust's web server, which the worker keeps off (its views serve table "
+        "state without authentication; health is on metrics_port).",
+    )
+    web_port: int = Field(
+        6066, ge=0, le=65535, description="Port of Faust's web server, which the worker keeps off (see web_host)."
+    )
     data_dir: Path = Field(Path("./runs"), description="Worker state directory (Faust tables).")
     snapshot_dir: Path = Field(Path("./snapshots"), description="Where model snapshots live.")
     lastfm_dir: Path | None = Field(None, description="Directory with the HetRec 2011 Last.fm files.")

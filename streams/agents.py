@@ -35,7 +35,13 @@ from mode import CrashingSupervisor
 from socrec_online import metrics
 from socrec_online.events import Click, Comment, Event, ItemPublished, Like, key_of
 from socrec_online.health import set_os_thread_name
-from socrec_online.service.decode import DeadLetterReason, DecodeError, dead_letter_record, decode_event
+from socrec_online.service.decode import (
+    DeadLetterReason,
+    DecodeError,
+    check_key,
+    dead_letter_record,
+    decode_event,
+)
 from socrec_online.service.heap import freeze_long_lived
 from socrec_online.service.remote import Encoded, RemoteEngine
 from socrec_online.settings import Settings
@@ -106,17 +112,21 @@ class DeadLetters:
 def decode_batch(
     batch: Sequence[faust.types.EventT], settings: Settings
 ) -> tuple[list[Event], list[Origin], list[tuple[Origin, DecodeError]]]:
-    """Decode every record; good ones keep their batch order, bad ones keep their origin."""
+    """Decode every record and check its key (``check_key``: a mis-keyed event is a dead letter);
+    good ones keep their batch order, bad ones keep their origin."""
     events: list[Event] = []
     origins: list[Origin] = []
     bad: list[tuple[Origin, DecodeError]] = []
     for fe in batch:
         origin = origin_of(fe, settings)
         try:
-            events.append(decode_event(origin.topic, origin.raw, settings))
-            origins.append(origin)
+            ev = decode_event(origin.topic, origin.raw, settings)
+            check_key(ev, origin.key)
         except DecodeError as exc:
             bad.append((origin, exc))
+        else:
+            events.append(ev)
+            origins.append(origin)
     return events, origins, bad
 
 

@@ -72,6 +72,23 @@ def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
+WEB_OFF: dict[str, bool] = {
+    "web_enabled": False,
+    "web_router_enabled": False,
+    "web_tables_enabled": False,
+    "web_graph_enabled": False,
+    "web_stats_enabled": False,
+    "web_metrics_enabled": False,
+}
+"""Faust's web server stays off, and each of its built-in views with it (even under ``--with-web``).
+
+Its views serve without authentication: ``/table/<name>/<key>/`` a user's table state (comment
+texts, seen items), ``/router/`` the partition map, the graph and statistics views the worker's
+internals. The project serves nothing there: health and metrics are on ``metrics_port``
+(``socrec_online.metrics``), and no table is queried over HTTP.
+"""
+
+
 def faust_settings(settings: Settings, *, app_id: str | None = None) -> dict[str, Any]:
     caps = settings.broker_caps
     session_timeout = settings.kafka_session_timeout_s if caps.prompt_join else EMBEDDED_SESSION_TIMEOUT_S
@@ -81,7 +98,7 @@ def faust_settings(settings: Settings, *, app_id: str | None = None) -> dict[str
         "store": "memory://",
         "datadir": str(settings.data_dir / "faust"),
         "autodiscover": False,
-        "web_enabled": True,
+        **WEB_OFF,
         "web_host": settings.web_host,
         "web_port": settings.web_port or free_port(settings.web_host),  # Faust refuses port 0
         "web_bind": settings.web_host,

@@ -841,7 +841,7 @@ def poison_records(
         ("wrong_type", lambda k: ("clicks", "u", click(ts="yesterday")), "wrong_type"),
         ("wrong_type_bool", lambda k: ("likes", "u", click(undo="yes")), "wrong_type"),
         ("missing_field", lambda k: ("clicks", "u", click(item_id=_DROP)), "missing_field"),
-        ("unknown_item", lambda k: ("clicks", "u", click(item_id=f"no-such-item-{k}")), "unknown_item"),
+        ("unknown_item", lambda k: _keyed("clicks", click(item_id=f"no-such-item-{k}")), "unknown_item"),
         ("nan", lambda k: ("clicks", "u", click().replace(b'"ts":', b'"ts":NaN,"x":')), "not_finite"),
         ("infinity", lambda k: ("likes", "u", click().replace(b'"ts":', b'"ts":1e999,"x":')), "not_finite"),
         ("huge_text", lambda k: ("comments", "u", click(text=huge_text)), "text_too_long"),
@@ -871,6 +871,11 @@ def poison_records(
 
 
 _DROP = object()
+
+
+def _keyed(topic: str, value: bytes) -> tuple[str, str | None, bytes]:
+    """A record keyed by its own user id, as a well-behaved producer keys it (only the value is bad)."""
+    return topic, str(orjson.loads(value)["user_id"]), value
 
 
 async def poison_scenario(

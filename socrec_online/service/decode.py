@@ -5,6 +5,10 @@ dropped without reading logs, so every failure is a :class:`DecodeError` carryin
 :class:`DeadLetterReason`. Checks are ordered cheapest-first and the happy path is one
 ``orjson.loads`` plus a few ``type(...) is`` tests (bools are ints in Python, so
 ``isinstance`` would let ``true`` pass as a timestamp).
+
+Every number an event keeps is bounded here (``ts`` by ``max_timestamp_s``, ``dwell_ms`` by
+``max_dwell_ms``), so an accepted event always re-encodes as JSON (orjson refuses integers past
+64 bits) for the engine process, which validates the same fields again with :func:`decode_value`.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from typing import Any
 
 import orjson
 
-from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile, Query
+from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile, Query, key_of
 from socrec_online.settings import Settings
 from socrec_online.types import SCHEMA_VERSION
 
-__all__ = ["DeadLetterReason", "DecodeError", "dead_letter_record", "decode_event"]
+__all__ = ["DeadLetterReason", "DecodeError", "check_key", "dead_letter_record", "decode_event", "decode_value"]
 
 _ERROR_CHARS = 500
 
@@ -44,6 +48,7 @@ class DeadLetterReason(enum.StrEnum):
     bad_timestamp = "bad_timestamp"
     unknown_topic = "unknown_topic"
     unknown_item = "unknown_item"
+    wrong_key = "wrong_key"
 
 
 class DecodeError(ValueError):
@@ -143,12 +148,13 @@ class _Reader:
                 raise _fail(DeadLetterReason.not_finite, "field 'dwell_ms' is not finite")
             if not v.is_integer():
                 raise _fail(DeadLetterReason.wrong_type, "field 'dwell_ms': expected int, got float")
-            v = int(v)
         elif type(v) is not int:
             raise _fail(DeadLetterReason.wrong_type, f"field 'dwell_ms': expected int, got {_type_name(v)}")
         if v < 0:
             raise _fail(DeadLetterReason.out_of_range, "field 'dwell_ms' is negative")
-        return v
+        if v > self.s.max_dwell_ms:
+            raise _fail(DeadLetterReason.out_of_range, f"field 'dwell_ms': {v:g} > {self.s.max_dwell_ms} ms")
+        return int(v)
 
     def tags(self) -> tuple[str, ...]:
         v = self.d.get("tags")
@@ -267,9 +273,41 @@ def decode_event(topic: str, raw: bytes | None, settings: Settings) -> Event:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise _classify_parse_error(bytes(raw), e) from None
+    return decode_value(topic, data, settings)
+
+
+def decode_value(topic: str, data: Any, settings: Settings) -> Event:
+    """Validate one already parsed message value (the fields only: no payload size, no UTF-8).
+
+    The engine process checks the events the worker hands it with this: their re-encoding is not
+    the record the worker read (``1e9`` comes back as ``1000000000.0``, defaults are filled in), so
+    the payload bound applies once, to the record as it arrived, in :func:`decode_event`.
+    Raises :class:`DecodeError`, and nothing else.
+    """
+    decoder = _DECODERS.get(topic)
+    if decoder is None:
+        raise _fail(DeadLetterReason.unknown_topic, f"no input topic named {topic[:100]!r}")
     if type(data) is not dict:
         raise _fail(DeadLetterReason.not_object, f"expected a JSON object, got {_type_name(data)}")
     return decoder(_Reader(data, settings))
+
+
+def check_key(event: Event, key: bytes | None) -> None:
+    """Refuse (``wrong_key``) an event whose Kafka key is not its owner's id (DESIGN.md: the user id;
+    the item id for ``items``).
+
+    State is owned per key: the partition of the event's key decides which worker holds that user's
+    (or item's) tables, so a mis-keyed event would change state another worker owns. It is
+    dead-lettered rather than re-routed: routing would need the producer's partitioner here, and
+    the producer that sent it is the one to fix. A record without a key (null) is accepted:
+    DESIGN.md does not forbid one, and the id in the value is what the state is keyed by.
+    """
+    if key is None:
+        return
+    want = key_of(event)
+    if key != want.encode("utf-8"):
+        got = bytes(key[:80]).decode("utf-8", "backslashreplace")
+        raise _fail(DeadLetterReason.wrong_key, f"key {got!r} is not the event's owner id {want[:80]!r}")
 
 
 def dead_letter_record(

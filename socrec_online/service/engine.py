@@ -84,6 +84,7 @@ from socrec_online.service.state import (
     RecentIds,
     SocialState,
     comment_weight,
+    load_values,
 )
 from socrec_online.settings import Settings, resolve_device
 from socrec_online.types import SCHEMA_VERSION, ZERO_SHOT_VERSION, ItemId, UserId
@@ -92,6 +93,7 @@ log = logging.getLogger(__name__)
 
 _NEG = -1e30
 _MAX_CLOCK_SKEW_S = 3600.0
+"""The event-time clock never runs further than this past wall time (see ``Engine._advance_clock``)."""
 _TIE = 1e-5  # weight of the id-derived tie-break added to every score
 _SIMILAR_LAST = 16  # "similar to X you liked" looks at the user's last 16 engagements
 _REASON_TEXT_CHARS = 40
@@ -497,6 +499,15 @@ class Engine:
     def _clock(self, now: float | None) -> float:
         return self.clock if now is None else float(now)
 
+    def _advance_clock(self, latest: float) -> None:
+        """Move the event-time clock to ``latest``, but never past wall time + _MAX_CLOCK_SKEW_S.
+
+        Event times are accepted up to ``max_timestamp_s`` (year 2100): one event stamped in the
+        future must not expire the whole catalogue for everyone, neither live (``learn_many``,
+        ``upsert``) nor after every restart (``restore`` reads that event's ``ts`` back from the tables).
+        """
+        self.clock = max(self.clock, min(latest, time.time() + _MAX_CLOCK_SKEW_S))
+
     # ------------------------------------------------------------------ learning
     def learn_many(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
         """Apply a micro-batch; never raises on data (bad events come back in ``rejected``).
@@ -526,8 +537,7 @@ class Engine:
         feed_model = self.model is not None and hasattr(self.model, "learn_batch")
         changes = GraphChanges()
 
-        # one event stamped in the future must not expire the whole catalogue for everyone
-        clock_cap = time.time() + _MAX_CLOCK_SKEW_S
+        latest = self.clock
 
         def outcome(topic: str, what: str) -> None:
             outcomes[(topic, what)] = outcomes.get((topic, what), 0) + 1
@@ -538,8 +548,9 @@ class Engine:
                 if t is Click or t is Like or t is Comment:
                     ev = cast(Click | Like | Comment, ev)  # narrowing for mypy; no runtime isinstance
                     topic = "clicks" if t is Click else "likes" if t is Like else "comments"
-                    st = self._activity(ev.user_id)
-                    if ev.event_id in st.ids:
+                    # a refused event leaves no state behind (no user row a restart would not rebuild)
+                    known = self.activity.get(ev.user_id)
+                    if known is not None and ev.event_id in known.ids:
                         res.duplicates += 1
                         outcome(topic, "duplicate")
                         continue
@@ -549,6 +560,7 @@ class Engine:
                         )
                         outcome(topic, "rejected")
                         continue
+                    st = known if known is not None else self._activity(ev.user_id)
                     row = self.users.row(ev.user_id)
                     n_seen = len(st.seen)
                     was_seen = ev.item_id in st.seen
@@ -609,8 +621,8 @@ class Engine:
                     fanout_from[row] = ev.event_id
                 elif t is Follow:
                     ev = cast(Follow, ev)
-                    sst = self._social(ev.user_id)
-                    if ev.event_id in sst.ids:
+                    known_s = self.social.get(ev.user_id)
+                    if known_s is not None and ev.event_id in known_s.ids:
                         res.duplicates += 1
                         outcome("follows", "duplicate")
                         continue
@@ -620,6 +632,7 @@ class Engine:
                         )
                         outcome("follows", "rejected")
                         continue
+                    sst = known_s if known_s is not None else self._social(ev.user_id)
                     row = self.users.row(ev.user_id)
                     self._user_row(ev.target_id)  # a followed user has a row before any event of theirs
                     if ev.undo:
@@ -698,7 +711,8 @@ class Engine:
                     continue
                 res.applied += 1
                 outcome(TOPIC_OF[t], "ok")
-                self.clock = max(self.clock, min(ev.ts, clock_cap))
+                latest = max(latest, ev.ts)
+        self._advance_clock(latest)
 
         with metrics.stage("embed"):
             for u in act_changed:
@@ -811,39 +825,47 @@ class Engine:
                 new = torch.cat([old[old.shape[0] - keep :], new], 0)
             self._comment_emb[row] = new
 
-    def _rebuild_eng_rows(self, rows: Sequence[int]) -> None:
-        """Refresh the padded (U, R) engagement arrays of these users from their activity state."""
+    def _rebuild_eng_rows(self, rows: Sequence[int]) -> int:
+        """Refresh the padded (U, R) engagement arrays of these users from their activity state.
+
+        Engagements with items not in the catalogue (a table value read back without its item's)
+        are left out of the arrays, not of the state; returns how many were.
+        """
         if not rows:
-            return
+            return 0
         r = self.eng_item.shape[1]
-        keys: list[str] = []
+        item_rows: list[int] = []
         vals: list[tuple[float, float, int]] = []
         lens = []
+        unknown = 0
         for row in rows:
             rec = self.activity[self.users.id(row)].recent
-            n = min(len(rec), r)
-            if n == len(rec):
-                keys.extend(rec)
-                vals.extend(rec.values())
-            else:
-                keys.extend(list(rec)[-n:])
-                vals.extend(list(rec.values())[-n:])
+            irows = self.items.rows_or_missing(rec)
+            rvals = list(rec.values())
+            if -1 in irows:
+                keep = [j for j, x in enumerate(irows) if x >= 0]
+                unknown += len(irows) - len(keep)
+                irows, rvals = [irows[j] for j in keep], [rvals[j] for j in keep]
+            n = min(len(irows), r)
+            item_rows.extend(irows[len(irows) - n :])
+            vals.extend(rvals[len(rvals) - n :])
             lens.append(n)
         rr = np.asarray(rows, np.int64)
         self.eng_item[rr] = -1
         self.eng_w[rr] = 0.0
         self.eng_ts[rr] = 0.0
         self.eng_kind[rr] = 0
-        if not keys:
-            return
+        if not item_rows:
+            return unknown
         ln = np.asarray(lens, np.int64)
         ri = np.repeat(rr, ln)
-        ci = np.arange(len(keys), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
+        ci = np.arange(len(item_rows), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
         a = np.array(vals, np.float64)  # (N, 3) weight, ts, kinds
-        self.eng_item[ri, ci] = self.items.rows(keys)
+        self.eng_item[ri, ci] = item_rows
         self.eng_w[ri, ci] = a[:, 0]
         self.eng_ts[ri, ci] = a[:, 1]
         self.eng_kind[ri, ci] = a[:, 2]
+        return unknown
 
     def _recompute_interest(self, rows: np.ndarray) -> None:
         """interest(u) for the given user rows (see the module docstring), batched."""
@@ -1433,29 +1455,33 @@ class Engine:
 
     # ------------------------------------------------------------------ restore / model swap
     def restore(self, tables: Mapping[str, Mapping[str, Any]]) -> None:
-        """Rebuild all state and every derived embedding from table contents (replaces current state)."""
-        s = self.settings
-        lim = s.dedup_ids_per_key
+        """Rebuild all state and every derived embedding from table contents (replaces current state).
+
+        Never raises on a table value: one that does not parse is left out, and an engagement naming
+        an item not in the catalogue is kept in the user's state but left out of the derived state;
+        both are counted (``socrec_state_values_skipped_total``) and logged in one line.
+        """
+        lim = self.settings.dedup_ids_per_key
         self._reset()
-        items_t = tables.get("items", {})
-        for iid, v in sorted(items_t.items(), key=lambda kv: (float(kv[1].get("ts", 0.0)), kv[0])):
-            st = ItemState.from_json(v, lim)
+        items_t, bad_items = load_values(tables.get("items"), ItemState.from_json, lim)
+        social_t, bad_social = load_values(tables.get("social"), SocialState.from_json, lim)
+        activity_t, bad_activity = load_values(tables.get("activity"), ActivityState.from_json, lim)
+        latest = self.clock
+        for iid, st in sorted(items_t.items(), key=lambda kv: (kv[1].ts, kv[0])):
             self.item_state[iid] = st
             self._item_row_changed(self._item_row(iid), st)
-            self.clock = max(self.clock, st.ts)
-        for uid, v in sorted(tables.get("social", {}).items()):
-            sst = SocialState.from_json(v, lim)
+            latest = max(latest, st.ts)
+        for uid, sst in sorted(social_t.items()):
             self.social[uid] = sst
             row = self._user_row(uid)
             for t in sst.following:
                 self._set_edge(row, t, on=True)
             for t in sst.unfollowed:
                 self._user_row(t)
-            self.clock = max(self.clock, sst.last_ts)
+            latest = max(latest, sst.last_ts)
         profiles: dict[int, str] = {}
         comments: dict[int, int] = {}
-        for uid, v in sorted(tables.get("activity", {}).items()):
-            ast = ActivityState.from_json(v, lim)
+        for uid, ast in sorted(activity_t.items()):
             self.activity[uid] = ast
             row = self._user_row(uid)
             self.user_last_ts[row] = ast.last_ts
@@ -1463,12 +1489,13 @@ class Engine:
                 profiles[row] = ast.profile
             if ast.comments:
                 comments[row] = len(ast.comments)
-            self.clock = max(self.clock, ast.last_ts)
+            latest = max(latest, ast.last_ts)
+        self._advance_clock(latest)
         n_items = len(self.items)
         item_texts = {r: self.item_state[self.items.id(r)].text for r in range(n_items)}
         with metrics.stage("embed"):
             self._embed_texts(item_texts, profiles, comments)
-            self._rebuild_eng_rows([self.users.row(uid) for uid in self.activity])
+            unknown = self._rebuild_eng_rows([self.users.row(uid) for uid in self.activity])
             all_rows = np.arange(len(self.users), dtype=np.int64)
             self._recompute_interest(all_rows)
             for k in range(self.hops.shape[0]):
@@ -1479,7 +1506,23 @@ class Engine:
         attach = getattr(self.model, "attach", None)
         if attach is not None:
             attach(self)  # the model's own graph is derived state too
+        self._report_skipped("restore", {"items": bad_items, "social": bad_social, "activity": bad_activity}, unknown)
         freeze_long_lived()  # the rebuilt state lives long: full collections stop rescanning it
+
+    def _report_skipped(self, where: str, malformed: Mapping[str, list[str]], unknown_items: int) -> None:
+        """Count what a rebuild from table values left out, and say so in one log line."""
+        for table, bad in malformed.items():
+            if bad:
+                metrics.STATE_SKIPPED.labels(table=table, reason="malformed").inc(len(bad))
+        if unknown_items:
+            metrics.STATE_SKIPPED.labels(table="activity", reason="unknown_item").inc(unknown_items)
+        n_bad = sum(len(b) for b in malformed.values())
+        if n_bad or unknown_items:
+            first = next((f"{t} {b[0]}" for t, b in malformed.items() if b), "")
+            log.warning(
+                "%s left out %d malformed table values and %d engagements naming unknown items%s",
+                where, n_bad, unknown_items, f" (first: {first})" if first else "",
+            )  # fmt: skip
 
     def upsert(self, values: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
         """Take over table values another worker wrote (keys of partitions this worker does not own).
@@ -1493,7 +1536,9 @@ class Engine:
         """
         self._apply_pending_model()
         lim = self.settings.dedup_ids_per_key
-        clock_cap = time.time() + _MAX_CLOCK_SKEW_S
+        items_v, bad_items = load_values(values.get("items"), ItemState.from_json, lim)
+        social_v, bad_social = load_values(values.get("social"), SocialState.from_json, lim)
+        activity_v, bad_activity = load_values(values.get("activity"), ActivityState.from_json, lim)
         latest = self.clock
         item_text: dict[int, str] = {}
         retexted: list[int] = []
@@ -1505,10 +1550,7 @@ class Engine:
         feed_model = self.model is not None and hasattr(self.model, "learn_batch")
         changes = GraphChanges()
         n = {"items": 0, "social": 0, "activity": 0}
-        for iid, v in (values.get("items") or {}).items():
-            if v is None:
-                continue
-            ist = ItemState.from_json(v, lim)
+        for iid, ist in items_v.items():
             old = self.item_state.get(iid)
             row = self._item_row(iid)
             if old is None or old.text != ist.text:
@@ -1520,10 +1562,7 @@ class Engine:
             self._item_row_changed(row, ist)
             latest = max(latest, ist.ts)
             n["items"] += 1
-        for uid, v in (values.get("social") or {}).items():
-            if v is None:
-                continue
-            sst = SocialState.from_json(v, lim)
+        for uid, sst in social_v.items():
             old_s = self.social.get(uid)
             row = self._user_row(uid)
             before = old_s.following if old_s is not None else {}
@@ -1542,10 +1581,7 @@ class Engine:
             follow_changed.add(row)
             latest = max(latest, sst.last_ts)
             n["social"] += 1
-        for uid, v in (values.get("activity") or {}).items():
-            if v is None:
-                continue
-            ast = ActivityState.from_json(v, lim)
+        for uid, ast in activity_v.items():
             old_a = self.activity.get(uid)
             row = self._user_row(uid)
             self.activity[uid] = ast
@@ -1576,13 +1612,14 @@ class Engine:
             interest_dirty.add(row)  # the interest's time anchor (last_ts) moves with any event
             latest = max(latest, ast.last_ts)
             n["activity"] += 1
-        self.clock = max(self.clock, min(latest, clock_cap))
+        self._advance_clock(latest)
         with metrics.stage("embed"):
             self._derive(
                 item_text, profiles, comments, eng_changed, interest_dirty, follow_changed, retexted,
                 changes if feed_model else None,
             )
         self._update_graph_gauges()
+        self._report_skipped("upsert", {"items": bad_items, "social": bad_social, "activity": bad_activity}, 0)
         return n
 
     def load_snapshot(self, path: str) -> str:

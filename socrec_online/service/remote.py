@@ -6,8 +6,9 @@ under half its stand-alone speed. A child process gives each its own interpreter
 only decodes, writes tables and produces, the child learns and scores.
 
 The boundary carries plain JSON (orjson), never pickle: validated events as their DESIGN.md dicts
-(re-decoded by the child with the same validator), table state, payloads, and the engine's metric
-changes (``metrics.export_engine_deltas``), which the worker adds into its own /metrics.
+(checked again by the child with the same field validator, ``decode_value``: the payload bound was
+applied to the record as read, and a re-encoding may be longer), table state, payloads, and the
+engine's metric changes (``metrics.export_engine_deltas``), which the worker adds into its own /metrics.
 
 Failure policy: a refused snapshot comes back as :class:`SnapshotError` (the old model keeps
 serving); any other error, and the child dying, is an infrastructure fault, so every later call raises
@@ -79,7 +80,7 @@ def _serve(conn: Connection, settings_json: bytes) -> None:
     # SIGTERM too: a stop aimed at the process group (systemd, docker, WorkerProcess.stop) must let
     # the worker finish its batch and commit; the worker closes us (or we see EOF when it is gone).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from socrec_online.service.decode import decode_event
+    from socrec_online.service.decode import decode_value
     from socrec_online.service.engine import Engine, set_service_torch_threads
 
     try:
@@ -97,7 +98,7 @@ def _serve(conn: Connection, settings_json: bytes) -> None:
     conn.send_bytes(orjson.dumps({"ok": {"model_version": starting, "stats": engine.stats()}}))
 
     def step(events: list[list[Any]]) -> dict[str, Any]:
-        decoded = [decode_event(topic, orjson.dumps(value), settings) for topic, value in events]
+        decoded = [decode_value(topic, value, settings) for topic, value in events]
         out = engine.step(decoded)
         # Payloads leave as the bytes the worker publishes (after the reply, in one blob): the
         # worker neither parses nor re-encodes them.

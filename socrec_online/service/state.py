@@ -11,9 +11,9 @@ is what makes a replay after a crash change nothing. Everything else the engine 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 K_CLICK, K_LIKE, K_COMMENT = 1, 2, 4
 
@@ -83,11 +83,11 @@ class ItemState:
     @staticmethod
     def from_json(v: dict[str, Any], id_limit: int) -> ItemState:
         return ItemState(
-            str(v["text"]),
+            _str(v["text"]),
             float(v["ts"]),
-            v.get("author"),
-            list(v.get("tags") or []),
-            RecentIds(id_limit, v.get("ids") or ()),
+            _opt_str(v.get("author")),
+            [_str(t) for t in v.get("tags") or ()],
+            RecentIds(id_limit, map(_str, v.get("ids") or ())),
         )
 
 
@@ -111,7 +111,7 @@ class SocialState:
         return SocialState(
             {str(k): float(t) for k, t in v.get("following") or ()},
             {str(k): float(t) for k, t in v.get("unfollowed") or ()},
-            RecentIds(id_limit, v.get("ids") or ()),
+            RecentIds(id_limit, map(_str, v.get("ids") or ())),
             float(v.get("last_ts") or 0.0),
         )
 
@@ -143,13 +143,13 @@ class ActivityState:
     @staticmethod
     def from_json(v: dict[str, Any], id_limit: int) -> ActivityState:
         return ActivityState(
-            ids=RecentIds(id_limit, v.get("ids") or ()),
+            ids=RecentIds(id_limit, map(_str, v.get("ids") or ())),
             recent={
                 str(k): (float(e[0]), float(e[1]), int(e[2])) for k, e in (v.get("recent") or {}).items()
             },
             seen={str(i): None for i in v.get("seen") or ()},
             comments=[(str(c[0]), str(c[1]), float(c[2]), float(c[3])) for c in v.get("comments") or ()],
-            profile=v.get("profile"),
+            profile=_opt_str(v.get("profile")),
             profile_ts=float(v.get("profile_ts") or 0.0),
             last_ts=float(v.get("last_ts") or 0.0),
         )
@@ -167,3 +167,42 @@ class ActivityState:
         self.seen[item] = None
         while len(self.seen) > seen_limit:
             del self.seen[next(iter(self.seen))]
+
+
+def _str(v: object) -> str:
+    if type(v) is not str:
+        raise TypeError(f"expected a string, got {type(v).__name__}")
+    return v
+
+
+def _opt_str(v: object) -> str | None:
+    return None if v is None else _str(v)
+
+
+S = TypeVar("S", ItemState, SocialState, ActivityState)
+
+MALFORMED = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError)
+"""What ``from_json`` raises on a value this code did not write (another version, a corrupt record)."""
+
+
+def load_values(
+    values: Mapping[Any, Any] | None, parse: Callable[[dict[str, Any], int], S], id_limit: int
+) -> tuple[dict[str, S], list[str]]:
+    """One table's values as state objects, and a description of each value left out.
+
+    A value that does not parse is left out rather than raised: the tables are the worker's own
+    changelog, read again at every start, so one bad record would otherwise stop the worker at
+    every restart. ``None`` values (deletions) are skipped silently.
+    """
+    out: dict[str, S] = {}
+    bad: list[str] = []
+    for key, v in (values or {}).items():
+        if v is None:
+            continue
+        try:
+            if type(key) is not str or type(v) is not dict:
+                raise TypeError(f"expected a string key and an object, got {type(v).__name__}")
+            out[key] = parse(v, id_limit)
+        except MALFORMED as exc:
+            bad.append(f"{str(key)[:80]!r}: {exc!r}"[:300])
+    return out, bad

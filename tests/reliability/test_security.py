@@ -125,7 +125,7 @@ def test_worker_listens_on_loopback_only_and_no_metric_label_is_an_id(rig_factor
     listening = [
         c.laddr for p in procs for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN
     ]
-    assert len(listening) >= 2, listening  # metrics + Faust web
+    assert listening, listening  # metrics (Faust's web server is off: streams/app.py WEB_OFF)
     assert {a.ip for a in listening} == {"127.0.0.1"}, listening
     import urllib.request
 

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import orjson
 import pytest
 
 from socrec_online.events import Click, Comment, Follow, ItemPublished, Like, Profile, Query, to_dict
-from socrec_online.service.decode import DeadLetterReason, DecodeError, dead_letter_record, decode_event
+from socrec_online.service.decode import (
+    DeadLetterReason,
+    DecodeError,
+    check_key,
+    dead_letter_record,
+    decode_event,
+    decode_value,
+)
 from socrec_online.settings import Settings
 
 S = Settings(max_text_bytes=64, max_payload_bytes=512, max_id_chars=16, max_tags=3)
@@ -97,6 +105,8 @@ BAD: list[tuple[str, bytes | None, DeadLetterReason]] = [
         DeadLetterReason.not_finite,
     ),
     ("clicks", enc({**CLICK, "dwell_ms": -5}), DeadLetterReason.out_of_range),
+    ("clicks", enc({**CLICK, "dwell_ms": 1e20}), DeadLetterReason.out_of_range),  # past 64-bit ints
+    ("clicks", enc({**CLICK, "dwell_ms": S.max_dwell_ms + 1}), DeadLetterReason.out_of_range),
     (
         "items",
         enc({"event_id": "e", "item_id": "i", "ts": 1, "text": "t", "tags": ["a", "b", "c", "d"]}),
@@ -133,8 +143,46 @@ def test_bad_payload_reason(topic: str, raw: bytes | None, reason: DeadLetterRea
 
 
 def test_every_decode_reason_is_exercised() -> None:
-    produced_by_engine = {DeadLetterReason.unknown_item}
-    assert {r for _, _, r in BAD} == set(DeadLetterReason) - produced_by_engine
+    produced_elsewhere = {DeadLetterReason.unknown_item, DeadLetterReason.wrong_key}  # engine, check_key
+    assert {r for _, _, r in BAD} == set(DeadLetterReason) - produced_elsewhere
+
+
+def test_an_accepted_event_re_encodes_and_the_engine_process_accepts_it_at_the_size_limit() -> None:
+    """The engine process validates the worker's re-encoding, which can be longer than the record."""
+    s = Settings(max_payload_bytes=1024, max_text_bytes=2048)
+    head, tail = b'{"event_id":"e","item_id":"i","ts":1e9,"text":"', b'"}'
+    raw = head + b"x" * (s.max_payload_bytes - len(head) - len(tail)) + tail
+    assert len(raw) == s.max_payload_bytes
+    ev = decode_event("items", raw, s)
+    crossing = orjson.dumps([["items", to_dict(ev)]])  # what RemoteEngine.step sends
+    (topic, value), = orjson.loads(crossing)
+    assert len(orjson.dumps(value)) > s.max_payload_bytes  # 1e9 came back as 1000000000.0
+    assert decode_value(topic, value, s) == ev
+    click = decode_event("clicks", enc({**CLICK, "dwell_ms": S.max_dwell_ms}), S)
+    assert decode_value("clicks", orjson.loads(orjson.dumps(to_dict(click))), S) == click
+
+
+@pytest.mark.parametrize(
+    ("event", "key", "ok"),
+    [
+        (GOOD["clicks"], b"u1", True),
+        (GOOD["clicks"], None, True),  # DESIGN.md does not forbid a null key: the value's id owns it
+        (GOOD["clicks"], b"u2", False),
+        (GOOD["clicks"], b"i1", False),
+        (GOOD["follows"], b"u2", False),  # keyed by the follower, not the target
+        (GOOD["items"], b"i9", True),
+        (GOOD["items"], b"u2", False),  # items are keyed by the item id, not the author
+        (GOOD["profiles"], b"u1\xff", False),
+        (GOOD["queries"], b"", False),
+    ],
+)
+def test_a_mis_keyed_event_is_refused_as_wrong_key(event: Any, key: bytes | None, ok: bool) -> None:
+    if ok:
+        check_key(event, key)
+        return
+    with pytest.raises(DecodeError) as exc:
+        check_key(event, key)
+    assert exc.value.reason is DeadLetterReason.wrong_key and exc.value.detail
 
 
 def test_fuzzed_bytes_raise_only_decode_error() -> None:

@@ -271,6 +271,68 @@ def test_an_event_from_the_future_does_not_expire_the_catalogue(encoder: Any) ->
     assert ids(items_of(eng.recommend_many(["carol"]), "carol")) == ["i_live"]
 
 
+def test_a_future_event_read_back_at_a_restart_does_not_expire_the_catalogue(encoder: Any) -> None:
+    import time
+
+    now = time.time()
+    live = make(encoder, item_ttl_s=86400.0)
+    catalogue_now = [ItemPublished("p1", "i_jazz", now - 60, "live jazz"), ItemPublished("p2", "i_folk", now - 60, "folk")]
+    tables = tables_after(live, [catalogue_now, [Click("c1", "bob", "i_jazz", 4.0e9)]])  # year 2096
+    restored = make(encoder, item_ttl_s=86400.0)
+    restored.restore(tables)
+    out = restored.step([Click("c2", "carol", "i_jazz", now)])  # a new user's ordinary click
+    assert ids(items_of(out["payloads"], "carol")) == ["i_folk"]
+
+
+def test_restore_leaves_out_malformed_values_counts_them_and_logs_once(
+    encoder: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from socrec_online import metrics
+
+    live = make(encoder)
+    tables = tables_after(live, world())
+    # bob's engagements name an item the catalogue lacks (its value was lost); values no engine wrote
+    bob = dict(tables["activity"]["bob"])
+    bob["recent"] = {"ghost": [1.0, T0 + 1, 1], **bob["recent"]}
+    tables["activity"]["bob"] = bob
+    tables["activity"]["mallory"] = {"recent": {"i1": ["heavy", T0, 1]}, "ids": []}
+    tables["items"]["i_bad"] = {"text": 5, "ts": T0}
+    tables["items"]["i_list"] = ["not", "an", "object"]  # type: ignore[assignment]
+    tables["social"]["eve"] = {"following": [["x"]], "ids": []}
+
+    def skipped(table: str, reason: str) -> float:
+        return metrics.sample("socrec_state_values_skipped_total", {"table": table, "reason": reason}) or 0.0
+
+    before = {k: skipped(*k) for k in [("items", "malformed"), ("social", "malformed"), ("activity", "malformed"),
+                                      ("activity", "unknown_item")]}  # fmt: skip
+    restored = make(encoder)
+    with caplog.at_level(logging.WARNING, logger="socrec_online.service.engine"):
+        restored.restore(tables)
+    after = {k: skipped(*k) for k in before}
+    assert {k: after[k] - before[k] for k in before} == {
+        ("items", "malformed"): 2, ("social", "malformed"): 1, ("activity", "malformed"): 1,
+        ("activity", "unknown_item"): 1,
+    }  # fmt: skip
+    assert len([r for r in caplog.records if "left out" in r.getMessage()]) == 1
+    assert restored.stats() == live.stats()  # everything well-formed is back
+    assert ids(items_of(restored.recommend_many(["bob"]), "bob")) == ids(items_of(live.recommend_many(["bob"]), "bob"))
+    assert "ghost" in restored.activity["bob"].recent  # kept in the state: its item may still come
+
+
+def test_refused_events_from_new_users_leave_no_state_behind(encoder: Any) -> None:
+    eng = make(encoder)
+    eng.learn_many(catalogue(2))
+    before = eng.stats()
+    r = eng.learn_many(
+        [Click(f"c{k}", f"stranger{k}", f"no-such-item-{k}", T0) for k in range(200)]
+        + [Follow(f"f{k}", f"loner{k}", f"loner{k}", T0) for k in range(50)]
+    )
+    assert len(r.rejected) == 250 and r.table_updates == {}
+    assert eng.stats() == before  # no user rows, no state: hostile ids cost the worker nothing
+
+
 @pytest.mark.parametrize("seed", [7, 8, 9])
 def test_random_streams_keep_every_promise(encoder: Any, seed: int) -> None:
     """Random mixes of every event kind (undos, repeats, unknown ids): no crash, filters hold, restore agrees."""

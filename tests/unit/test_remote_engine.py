@@ -13,6 +13,7 @@ import pytest
 from socrec_online import metrics
 from socrec_online.data.synthetic import SyntheticConfig, generate
 from socrec_online.events import Click
+from socrec_online.service.decode import DecodeError, decode_event
 from socrec_online.service.engine import Engine
 from socrec_online.service.remote import EngineProcessError, RemoteEngine
 from socrec_online.settings import Settings
@@ -81,5 +82,36 @@ def test_refused_calls_keep_the_child_and_a_dead_child_is_an_error_not_a_hang(se
         os.kill(remote.pid, signal.SIGKILL)
         with pytest.raises(EngineProcessError, match="died|gone"):
             remote.step([Click("e1", "u1", "i1", 1.0)])
+    finally:
+        remote.close()
+
+
+def test_every_record_the_worker_accepts_crosses_to_the_engine_process(tiny_text_model_path: Path) -> None:
+    """A click with ``dwell_ms: 1e20`` once killed the worker (orjson refuses 64-bit+ integers) on
+    every restart, and an ``items`` record of exactly the size limit grew past it when re-encoded
+    (``1e9`` -> ``1000000000.0``) and was refused by the engine process. Each is either a dead
+    letter or applied, never an engine failure."""
+    s = Settings(
+        device="cpu", text_model_path=tiny_text_model_path, torch_threads=1, max_payload_bytes=1024,
+        max_text_bytes=2048,
+    )  # fmt: skip
+    head, tail = b'{"event_id":"p1","item_id":"big","ts":1e9,"text":"', b'"}'
+    item = head + b"x" * (s.max_payload_bytes - len(head) - len(tail)) + tail
+    click = b'{"event_id":"c1","user_id":"u1","item_id":"big","ts":1e9,"dwell_ms":1e20}'
+    good_click = b'{"event_id":"c2","user_id":"u1","item_id":"big","ts":1e9,"dwell_ms":2e3}'
+    remote = RemoteEngine(s)
+    try:
+        reasons: list[str] = []
+        for topic, raw in [("items", item), ("clicks", click), ("clicks", good_click)]:
+            try:
+                ev = decode_event(topic, raw, s)
+            except DecodeError as exc:
+                reasons.append(exc.reason.value)
+                continue
+            out = remote.step([ev])
+            assert out["rejected"] == [] and out["applied"] == 1
+            reasons.append("applied")
+        assert reasons == ["applied", "out_of_range", "applied"]
+        assert remote.knows_item("big")
     finally:
         remote.close()

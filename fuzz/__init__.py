@@ -1,0 +1,1 @@
+"""Fuzzing of the service's input path (not shipped: outside the packages)."""
