@@ -224,7 +224,9 @@ def test_every_service_has_an_image_or_a_build() -> None:
     assert {"kafka", "worker", "trainer", "prometheus", "grafana"} <= set(services)
     for name, svc in services.items():
         assert svc.get("image") or svc.get("build"), f"service {name} has neither image nor build"
-    assert services["kafka"]["image"].startswith("apache/kafka:")
+    from socrec_online.kafka_broker import KAFKA_VERSION
+
+    assert services["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"  # the Kafka the tests run on
     assert services["worker"]["build"]["dockerfile"] == "docker/Dockerfile"
     assert (COMPOSE.parent / services["worker"]["build"]["context"] / "docker" / "Dockerfile").is_file()
 
@@ -249,7 +251,7 @@ def test_socrec_services_use_real_settings_and_listen_for_prometheus() -> None:
         env = services[name]["environment"]
         unknown = {k for k in env if k.startswith("SOCREC_")} - fields
         assert not unknown, f"{name}: not settings: {unknown}"
-        assert env["SOCREC_EMBEDDED_BROKER"] == "false"
+        assert env["SOCREC_BROKER"] == "kafka"
         assert env["SOCREC_METRICS_HOST"] == "0.0.0.0"
         Settings(**{k.removeprefix("SOCREC_").lower(): v for k, v in env.items()})  # values validate
     assert services["worker"]["deploy"]["replicas"] >= 2

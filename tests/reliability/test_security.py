@@ -50,7 +50,7 @@ def test_ssl_and_sasl_environment_reaches_faust_and_aiokafka(
     monkeypatch.setenv("SOCREC_KAFKA_SSL_CAFILE", str(cert))
     monkeypatch.setenv("SOCREC_KAFKA_SSL_CERTFILE", str(cert))
     monkeypatch.setenv("SOCREC_KAFKA_SSL_KEYFILE", str(key))
-    monkeypatch.setenv("SOCREC_EMBEDDED_BROKER", "false")
+    monkeypatch.setenv("SOCREC_BROKER", "kafka")
     s = Settings(web_port=0)
     cred = credentials(s)
     assert isinstance(cred, faust.SSLCredentials) and cred.context is not None
