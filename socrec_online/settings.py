@@ -237,6 +237,16 @@ class Settings(BaseSettings):
         "after a restart), up to this long after it arrived; then it is dead-lettered as unknown_item.",
     )
 
+    breaker_failures: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Consecutive failures of the engine on one micro-batch (the same input offsets, retried in "
+        "the worker after rebuilding the engine from its tables) before the breaker applies the batch's events one "
+        "by one and dead-letters each that fails alone (processing_failed); if the engine fails even on an empty "
+        "batch, or on every event, the fault is infrastructure and the worker still crashes. Unit: consecutive failures.",
+    )
+
     # --- Trainer (online learning: socrec_online/online, streams/trainer.py) ----------------
     trainer_app_id: str = Field(
         "socrec-trainer", description="Consumer group of the trainer (its own: it never takes partitions from workers)."

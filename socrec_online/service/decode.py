@@ -49,6 +49,7 @@ class DeadLetterReason(enum.StrEnum):
     unknown_topic = "unknown_topic"
     unknown_item = "unknown_item"
     wrong_key = "wrong_key"
+    processing_failed = "processing_failed"
 
 
 class DecodeError(ValueError):
