@@ -190,6 +190,13 @@ class Settings(BaseSettings):
     dedup_ids_per_key: int = Field(
         64, ge=1, le=1_000_000, description="Applied event ids remembered per table key (replay idempotency)."
     )
+    max_following: int = Field(
+        5000,
+        ge=1,
+        le=1_000_000,
+        description="Users one user may follow; a follow past it is dead-lettered (state_too_large) and changes "
+        "nothing, so a table value stays bounded (its changelog record must fit the broker's limit).",
+    )
     seen_per_user: int = Field(
         2000, ge=1, le=1_000_000, description="Engaged items remembered per user (never recommended again)."
     )
