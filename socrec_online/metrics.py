@@ -163,6 +163,12 @@ STATE_SKIPPED = Counter(
     ["table", "reason"],
     registry=REGISTRY,
 )
+BREAKER_TRIPS = Counter(
+    "socrec_breaker_trips_total",
+    "Micro-batches the engine failed on breaker_failures times in a row: their events were then applied one by "
+    "one and each that failed alone was dead-lettered (processing_failed).",
+    registry=REGISTRY,
+)
 AGENT_ERRORS = Counter(
     "socrec_agent_errors_total",
     "Unexpected errors caught in a stream agent, by agent.",

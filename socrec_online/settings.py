@@ -190,6 +190,13 @@ class Settings(BaseSettings):
     dedup_ids_per_key: int = Field(
         64, ge=1, le=1_000_000, description="Applied event ids remembered per table key (replay idempotency)."
     )
+    max_following: int = Field(
+        5000,
+        ge=1,
+        le=1_000_000,
+        description="Users one user may follow; a follow past it is dead-lettered (state_too_large) and changes "
+        "nothing, so a table value stays bounded (its changelog record must fit the broker's limit).",
+    )
     seen_per_user: int = Field(
         2000, ge=1, le=1_000_000, description="Engaged items remembered per user (never recommended again)."
     )
@@ -235,6 +242,16 @@ class Settings(BaseSettings):
         description="Past its grace, a click/like/comment on an unknown item keeps waiting while the items "
         "partition that would carry its item is assigned to this worker and not yet read to its end (a backlog "
         "after a restart), up to this long after it arrived; then it is dead-lettered as unknown_item.",
+    )
+
+    breaker_failures: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Consecutive failures of the engine on one micro-batch (the same input offsets, retried in "
+        "the worker after rebuilding the engine from its tables) before the breaker applies the batch's events one "
+        "by one and dead-letters each that fails alone (processing_failed); if the engine fails even on an empty "
+        "batch, or on every event, the fault is infrastructure and the worker still crashes. Unit: consecutive failures.",
     )
 
     # --- Trainer (online learning: socrec_online/online, streams/trainer.py) ----------------

@@ -13,9 +13,11 @@ loses nothing) until its item arrives or ``unknown_item_grace_s`` runs out; only
 dead-lettered as ``unknown_item``.
 
 Failure policy: a bad record is a dead letter (with its origin) and never stops the agent;
-an exception from the library is a bug or an infrastructure fault, so the agent crashes the
-worker (``CrashingSupervisor``) instead of dying quietly, and at-least-once delivery replays
-the unacknowledged batch on restart (the engine is idempotent on event_id).
+an engine failure on a batch is retried and, if it persists, narrowed down to the events that
+fail alone, which are dead-lettered (``streams.breaker``); any other exception from the library
+is a bug or an infrastructure fault, so the agent crashes the worker (``CrashingSupervisor``)
+instead of dying quietly, and at-least-once delivery replays the unacknowledged batch on restart
+(the engine is idempotent on event_id).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from socrec_online.service.decode import (
 from socrec_online.service.heap import freeze_long_lived
 from socrec_online.service.remote import Encoded, RemoteEngine
 from socrec_online.settings import Settings
+from streams.breaker import Breaker
 from streams.delivery import drop_past_holes
 from streams.output import OutputProducer
 from streams.tables import apply_updates, fence, settle, snapshot_tables
@@ -133,11 +136,12 @@ def decode_batch(
 class _Outputs:
     """What one batch must still write once the engine is done with it."""
 
-    __slots__ = ("events", "origins", "released", "result")
+    __slots__ = ("events", "failed", "origins", "released", "result")
 
     def __init__(self, events: list[Event], origins: list[Origin], released: list[Origin]) -> None:
         self.events, self.origins, self.released = events, origins, released
         self.result: dict[str, Any] | None = None
+        self.failed: list[tuple[int, str]] = []  # (index, error) of events the breaker gave up on
 
 
 class Pipeline:
@@ -174,6 +178,7 @@ class Pipeline:
         self.restores = 0
         self._fences = 0
         self._tail: asyncio.Future[None] | None = None  # the previous batch's outputs, in flight
+        self.breaker = Breaker(settings.breaker_failures, self._step, self._rebuild)
         self.shared: Any | None = None  # streams.mirror.StateMirror: the other workers' state
         # is the items partition of this item id still behind? (streams.delivery.items_behind)
         self.items_behind: Callable[[str], bool] = lambda _item: False
@@ -205,6 +210,27 @@ class Pipeline:
         if self._on_ready is not None:
             self._on_ready()
             self._on_ready = None
+
+    async def _step(self, events: list[Event]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(self.engine.step, events)
+        return result
+
+    async def _rebuild(self, overlay: Mapping[str, Mapping[str, Any]]) -> None:
+        """The engine from the tables (plus ``overlay``: values not written yet), for the breaker:
+        a failed call may have left it half-applied. Held events stay held (never applied)."""
+        await self.quiesce()
+        state = snapshot_tables(self.tables)
+        for name, kv in overlay.items():
+            values = state.setdefault(name, {})
+            for key, value in kv.items():
+                if value is None:
+                    values.pop(key, None)
+                else:
+                    values[key] = value
+        if self.shared is not None:
+            state = await self.shared.rebuild_state(state)
+        await self._call(self.engine.restore, state)
+        self.restores += 1
 
     async def upsert(self, take: Callable[[], dict[str, dict[str, Any]]]) -> int:
         """Apply other workers' table values (``take()``, chosen under the lock) between batches;
@@ -322,7 +348,7 @@ class Pipeline:
             work.origins = [origins[i] for i in order]
             # One call per batch: learn, score the touched users, answer the queries (the engine
             # may live in another process, so this is one round trip).
-            work.result = await self._call(self.engine.step, work.events)
+            work.result, work.failed = await self.breaker.run(work.events)
         return work
 
     async def _finish(self, work: _Outputs, held: list[faust.types.EventT]) -> None:
@@ -340,6 +366,9 @@ class Pipeline:
             await self.publish(payloads, ts_of)
             for index, reason, detail in result["rejected"]:
                 await self.dead_letters.send(work.origins[index], reason, detail)
+            for index, error in work.failed:
+                metrics.EVENTS.labels(topic=work.origins[index].topic, outcome="dead_letter").inc()
+                await self.dead_letters.send(work.origins[index], DeadLetterReason.processing_failed, error)
             apply_updates(self.tables, result["table_updates"])
             if self.settings.broker_caps.needs_changelog_fences:
                 self._fences += 1

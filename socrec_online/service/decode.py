@@ -49,6 +49,8 @@ class DeadLetterReason(enum.StrEnum):
     unknown_topic = "unknown_topic"
     unknown_item = "unknown_item"
     wrong_key = "wrong_key"
+    processing_failed = "processing_failed"
+    state_too_large = "state_too_large"
 
 
 class DecodeError(ValueError):

@@ -632,6 +632,11 @@ class Engine:
                         )
                         outcome("follows", "rejected")
                         continue
+                    if not ev.undo and known_s is not None and known_s.full(ev.target_id, s.max_following):
+                        full = f"already following {s.max_following} users"
+                        res.rejected.append((idx, DeadLetterReason.state_too_large, full))
+                        outcome("follows", "rejected")
+                        continue
                     sst = known_s if known_s is not None else self._social(ev.user_id)
                     row = self.users.row(ev.user_id)
                     self._user_row(ev.target_id)  # a followed user has a row before any event of theirs

@@ -98,6 +98,10 @@ class SocialState:
     ids: RecentIds
     last_ts: float = 0.0
 
+    def full(self, target: str, limit: int) -> bool:
+        """Following ``target`` would pass ``limit`` follows (the value's size bound)."""
+        return target not in self.following and len(self.following) >= limit
+
     def to_json(self) -> dict[str, Any]:
         return {
             "following": [[k, v] for k, v in self.following.items()],

@@ -143,7 +143,13 @@ def test_bad_payload_reason(topic: str, raw: bytes | None, reason: DeadLetterRea
 
 
 def test_every_decode_reason_is_exercised() -> None:
-    produced_elsewhere = {DeadLetterReason.unknown_item, DeadLetterReason.wrong_key}  # engine, check_key
+    # the engine, check_key, the breaker (streams/breaker.py), the engine's state bounds
+    produced_elsewhere = {
+        DeadLetterReason.unknown_item,
+        DeadLetterReason.wrong_key,
+        DeadLetterReason.processing_failed,
+        DeadLetterReason.state_too_large,
+    }
     assert {r for _, _, r in BAD} == set(DeadLetterReason) - produced_elsewhere
 
 
