@@ -91,23 +91,38 @@ def test_a_fetch_returns_when_data_arrives_where_the_broker_says_so(any_broker) 
         p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
         await c.start()
         await p.start()
+        arrived: dict[bytes, float] = {}
+
+        async def consume() -> None:
+            while True:
+                for msgs in (await c.getmany(tp, timeout_ms=5000)).values():
+                    for m in msgs:
+                        arrived[m.value] = time.monotonic()
+
         try:
             c.assign([tp])
             await c.seek_to_end(tp)
-            await c.getmany(tp, timeout_ms=300)  # the position is known; the next fetch waits at the end
-            waiting = asyncio.create_task(c.getmany(tp, timeout_ms=5000))
-            await asyncio.sleep(0.3)
-            t0 = time.monotonic()
-            await p.send_and_wait(topic, b"x", partition=0)
-            got = await waiting
-            assert got.get(tp), "the record never arrived"
-            return time.monotonic() - t0
+            reader = asyncio.create_task(consume())
+            await asyncio.sleep(0.5)
+            sent: dict[bytes, float] = {}
+            for i in range(5):  # at different points of whatever fetch is being held
+                value = b"r%d" % i
+                sent[value] = time.monotonic()
+                await p.send_and_wait(topic, value, partition=0)
+                await asyncio.sleep(0.7)
+            deadline = time.monotonic() + 10
+            while len(arrived) < len(sent) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            reader.cancel()
+            assert arrived.keys() == sent.keys(), "records never arrived"
+            return max(arrived[v] - sent[v] for v in sent)
         finally:
             await p.stop()
             await c.stop()
 
-    waited = asyncio.run(go())
-    assert (waited < 1.0) == caps.prompt_fetch, f"{broker.name}: a record produced mid-fetch took {waited:.2f}s"
+    slowest = asyncio.run(go())
+    # Kafka answers within tens of ms; Tansu holds each fetch (0.4-0.8 s seen with a 2 s wait)
+    assert (slowest < 0.3) == caps.prompt_fetch, f"{broker.name}: the slowest of 5 records took {slowest:.2f}s"
 
 
 def test_joining_a_group_is_prompt_where_the_broker_says_so(any_broker) -> None:  # type: ignore[no-untyped-def]
