@@ -113,6 +113,29 @@ def cmd_bench_online(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_produce(args: argparse.Namespace) -> int:
+    """JSON lines from stdin to TOPIC, each validated by the decoder first (``socrec produce``)."""
+    from socrec_online.events import INPUT_TOPICS
+    from streams.console import produce_lines
+
+    if args.topic not in INPUT_TOPICS:
+        print(f"{args.topic!r} is not an input topic; input topics: {', '.join(INPUT_TOPICS)}", file=sys.stderr)
+        return 2
+    return asyncio.run(produce_lines(_settings(args), args.topic, sys.stdin.buffer))
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print TOPIC's records as they arrive (``socrec tail``); Ctrl-C is the normal way out."""
+    from streams.console import tail
+
+    try:
+        return asyncio.run(
+            tail(_settings(args), args.topic, from_beginning=args.from_beginning, max_records=args.max, raw=args.raw)
+        )
+    except KeyboardInterrupt:
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -194,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--out", help="JSON output path")
     rb.add_argument("--plot", help="PNG: lag and worker RSS over the sustained-load phase")
     rb.set_defaults(fn=cmd_bench_reliability)
+
+    pr = sub.add_parser("produce", help="JSON lines from stdin to an input topic, validated before sending")
+    pr.add_argument("topic", help="input topic without SOCREC_TOPIC_PREFIX (clicks, likes, ...)")
+    pr.add_argument("--bootstrap", dest="bootstrap", help="override SOCREC_KAFKA_BOOTSTRAP")
+    pr.set_defaults(fn=cmd_produce)
+
+    tl = sub.add_parser("tail", help="print a topic's records for people as they arrive")
+    tl.add_argument("topic", help="topic without SOCREC_TOPIC_PREFIX (recommendations, dead-letters, clicks, ...)")
+    tl.add_argument("--from-beginning", action="store_true", help="start at the oldest record (default: new ones)")
+    tl.add_argument("--max", type=int, default=None, help="stop after this many records")
+    tl.add_argument("--raw", action="store_true", help="print each value as it is (one JSON per line)")
+    tl.add_argument("--bootstrap", dest="bootstrap", help="override SOCREC_KAFKA_BOOTSTRAP")
+    tl.set_defaults(fn=cmd_tail)
 
     rc = sub.add_parser("bench-recovery", help="recovery time of a killed worker by changelog size")
     rc.add_argument("--sizes", default="10000,100000,1000000", help="changelog records, comma-separated")

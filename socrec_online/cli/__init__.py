@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from socrec_online.cli import (  # noqa: F401  (registration by import)
+    console_cmds,
     contract_cmds,
     model_cmds,
     nl_cmds,

@@ -19,7 +19,7 @@ import typer
 from socrec_online.cli._app import app, bench_app
 
 
-def _exec_streams(*args: str) -> None:
+def exec_streams(*args: str) -> None:
     """Replace this process by ``python -m streams ARGS`` (exits with its code)."""
     argv = [sys.executable, "-m", "streams", *args]
     sys.stdout.flush()
@@ -101,7 +101,7 @@ def worker_cmd(
     args = ["worker", *_opt("--device", device), *_opt("--ready-file", ready_file), *_opt("--loglevel", loglevel)]
     if passthrough:
         args.append("--passthrough")
-    _exec_streams(*args)
+    exec_streams(*args)
 
 
 @app.command("trainer")
@@ -118,7 +118,7 @@ def trainer_cmd(
 ) -> None:
     """Fine-tune from the live stream (own consumer group), publish gated snapshots, announce them."""
     args = ["trainer", *_opt("--device", device), *_opt("--ready-file", ready_file), *_opt("--loglevel", loglevel)]
-    _exec_streams(*args)
+    exec_streams(*args)
 
 
 @app.command("replay")
@@ -146,7 +146,7 @@ def replay_cmd(
         args.append("--no-bootstrap")
     if dataset_ts:
         args.append("--dataset-ts")
-    _exec_streams(*args)
+    exec_streams(*args)
 
 
 @app.command("demo")
@@ -172,7 +172,7 @@ def demo_cmd(
     args += [*_opt("--data-dir", data_dir), "--scale", str(scale)]
     if no_live:
         args.append("--no-live")
-    _exec_streams(*args)
+    exec_streams(*args)
 
 
 @bench_app.command("reliability")
@@ -197,7 +197,7 @@ def bench_reliability_cmd(
     args += [*_opt("--out", out), *_opt("--plot", plot)]
     if tiny_model:
         args.append("--tiny-model")
-    _exec_streams(*args)
+    exec_streams(*args)
 
 
 @bench_app.command("recovery")
@@ -214,7 +214,7 @@ def bench_recovery_cmd(
     args = ["bench-recovery", "--sizes", sizes, *_opt("--out", out)]
     if minilm:
         args.append("--minilm")
-    _exec_streams(*args)
+    exec_streams(*args)
 
 
 @bench_app.command("throughput")
@@ -247,4 +247,4 @@ def bench_throughput_cmd(
         str(latency_events),
     ]
     args += ["--device", device, "--phases", phases, *_opt("--out", out), *_opt("--plot", plot)]
-    _exec_streams(*args)
+    exec_streams(*args)
