@@ -121,7 +121,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
     if args.topic not in INPUT_TOPICS:
         print(f"{args.topic!r} is not an input topic; input topics: {', '.join(INPUT_TOPICS)}", file=sys.stderr)
         return 2
-    return asyncio.run(produce_lines(_settings(args), args.topic, sys.stdin.buffer))
+    from streams.admin import TopicMismatchError
+
+    try:
+        return asyncio.run(produce_lines(_settings(args), args.topic, sys.stdin.buffer))
+    except TopicMismatchError as e:
+        print(e, file=sys.stderr)
+        return 2
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
