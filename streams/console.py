@@ -20,6 +20,7 @@ from streams.app import kafka_client_kwargs
 from streams.topics import required_topics, topic_name
 
 TOPIC_WAIT_S = 1.0
+SEND_WINDOW = 1024  # sends awaited together
 
 
 async def produce_lines(
@@ -43,8 +44,10 @@ async def produce_lines(
     full = topic_name(settings, topic)
     producer = AIOKafkaProducer(**kafka_client_kwargs(settings), acks="all", client_id="socrec-produce")
     await producer.start()
-    sent: list[Any] = []
-    invalid = 0
+    pending: list[Any] = []
+    sent = invalid = 0
+    # Reading a line blocks the event loop; typed at a terminal, each line is delivered before the next.
+    window = 1 if getattr(lines, "isatty", lambda: False)() else SEND_WINDOW
     try:
         for line in check_lines(topic, lines, settings):
             if line.error is not None:
@@ -52,11 +55,15 @@ async def produce_lines(
                 print(invalid_line_report(line), file=err, flush=True)
                 continue
             assert line.key is not None
-            sent.append(await producer.send(full, value=line.value, key=line.key.encode("utf-8")))
-        await asyncio.gather(*sent)
+            pending.append(await producer.send(full, value=line.value, key=line.key.encode("utf-8")))
+            sent += 1
+            if len(pending) >= window:  # a long stream is not held in memory
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    print(f"sent {len(sent)} records to {full}; {invalid} invalid lines not sent", file=out, flush=True)
+    print(f"sent {sent} records to {full}; {invalid} invalid lines not sent", file=out, flush=True)
     return 1 if invalid else 0
 
 
