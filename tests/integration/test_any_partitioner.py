@@ -9,7 +9,6 @@ them, every one has its copy there, and no key's state is written by both worker
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import zlib
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from _rigs import done, send, timed, wait_until
 
 from socrec_online.brokers import ManagedBroker
 from socrec_online.events import Event, Follow, ItemPublished, Like, key_of, to_dict, topic_of
@@ -49,30 +49,6 @@ def with_confluent(rig: Rig, events: list[Event]) -> None:
         p.produce(rig.topic(topic_of(ev)), key=key_of(ev).encode(), value=orjson.dumps(to_dict(ev)))
         p.poll(0)
     assert p.flush(30) == 0
-
-
-def with_aiokafka(rig: Rig, events: list[Event]) -> None:
-    from streams.replay import EventProducer, produce
-
-    async def go() -> None:
-        async with EventProducer(rig.settings) as p:
-            await produce(p, events, 0.0, live_ts=False)
-
-    asyncio.run(go())
-
-
-def wait_until(what: str, cond: Any, rigs: list[Rig], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.5)
-    logs = "\n\n".join(r.log_tail(3000) for r in rigs)
-    pytest.fail(f"timed out waiting for {what}; worker logs:\n{logs}")
-
-
-def done(rigs: list[Rig]) -> float:
-    return sum(events_done(r.metrics()) for r in rigs)
 
 
 def wait_done(what: str, rigs: list[Rig], n: float) -> None:
@@ -112,10 +88,7 @@ def test_confluent_defaults_and_aiokafka_to_two_workers_equal_the_replay_oracle(
     broker: ManagedBroker, broker_kind: str, tiny_text_model_path: Path, tmp_path: Path
 ) -> None:
     t0 = time.time() - 900
-    stream = [
-        dataclasses.replace(ev, ts=t0 + i * 0.01)  # type: ignore[type-var]
-        for i, ev in enumerate(make_stream(400, partitions=PARTITIONS, seed=22, tag="ap"))
-    ]
+    stream = timed(make_stream(400, partitions=PARTITIONS, seed=22, tag="ap"), t0)
     items = [ev for ev in stream if isinstance(ev, ItemPublished)]
     rest = [ev for ev in stream if not isinstance(ev, ItemPublished)]
     half = len(rest) // 2
@@ -132,13 +105,13 @@ def test_confluent_defaults_and_aiokafka_to_two_workers_equal_the_replay_oracle(
     try:
         # Each phase is applied before the next is sent: per key, the copies of misrouted records
         # then come before the next phase's records, the order a replay of the topics gives.
-        for what, send, events in (
+        for what, produce_with, events in (
             ("items (confluent-kafka)", with_confluent, items),
             ("half the interactions (confluent-kafka)", with_confluent, rest[:half]),
-            ("the other half (aiokafka)", with_aiokafka, rest[half:]),
+            ("the other half (aiokafka)", send, rest[half:]),
         ):
             before = done(rigs)
-            send(a, events)
+            produce_with(a, events)
             wait_done(what, rigs, before + len(events))
         assert all(events_done(r.metrics()) > 0 for r in rigs), "one worker got no partitions"
 
