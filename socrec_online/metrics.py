@@ -42,6 +42,13 @@ EVENTS = Counter(
 DEAD_LETTERS = Counter(
     "socrec_dead_letters_total", "Events routed to dead-letters, by reason.", ["reason"], registry=REGISTRY
 )
+MISROUTED = Counter(
+    "socrec_misrouted_total",
+    "Input records read from a partition other than their owner id's (murmur2) one, by topic: re-produced "
+    "once to that partition, where the worker owning the id's state applies them (streams.routing).",
+    ["topic"],
+    registry=REGISTRY,
+)
 STAGE_SECONDS = Histogram(
     "socrec_stage_duration_seconds",
     "Time per pipeline stage of one micro-batch.",

@@ -50,6 +50,7 @@ from socrec_online.settings import Settings
 from streams.breaker import Breaker
 from streams.delivery import drop_past_holes
 from streams.output import OutputProducer
+from streams.routing import Router
 from streams.tables import apply_updates, fence, settle, snapshot_tables
 from streams.topics import DEAD_LETTERS, PASSTHROUGH, RECOMMENDATIONS, Topics, base_name, topic_name
 
@@ -163,6 +164,7 @@ class Pipeline:
         self.out = out
         self.rec_topic = topic_name(settings, RECOMMENDATIONS)
         self.dead_letters = DeadLetters(out, settings)
+        self.router = Router(settings, out)  # records on another id's partition go there, unapplied
         self._executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="socrec-engine",
@@ -268,6 +270,8 @@ class Pipeline:
             for origin, exc in bad:
                 metrics.EVENTS.labels(topic=origin.topic, outcome="dead_letter").inc()
                 await self.dead_letters.send(origin, exc.reason, exc.detail)
+            # flushed by ``_finish`` before any ack of this batch (streams/routing.py)
+            events, origins = await self.router.divert(events, origins)
             held = [fe for fe in batch if self._ack is not None]
             for fe in held:
                 fe.message.incref()

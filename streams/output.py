@@ -48,6 +48,22 @@ class OutputProducer:
         k = key.encode("utf-8") if isinstance(key, str) else key
         self._pending.append(await producer.send(topic, value=value, key=k))
 
+    async def send_to(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int | None,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        """Queue one record as it is, to a chosen partition (``streams.routing``); see ``send``."""
+        producer = await self._ensure()
+        fut = await producer.send(
+            topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms, headers=headers
+        )
+        self._pending.append(fut)
+
     async def flush(self) -> None:
         """Wait until every queued record is acknowledged by the broker (raises on failure)."""
         if self._pending:

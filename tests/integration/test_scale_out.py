@@ -5,15 +5,14 @@ killed and the other takes over its partitions with nothing lost."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _rigs import done, send, timed, wait_until
 
 from socrec_online.brokers import ManagedBroker
-from socrec_online.events import Event, Query
+from socrec_online.events import Query
 from streams.bench_reliability import Rig, converge, make_stream, replay_oracle
 from streams.observe import events_done
 
@@ -21,36 +20,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARTITIONS = 4
 ENV = {"SOCREC_BATCH_MAX_SECONDS": "0.05", "SOCREC_TOP_K": "8", "SOCREC_BATCH_CATCHUP_BACKLOG": "0"}
-
-
-def timed(events: list[Event], t0: float) -> list[Event]:
-    """The same timestamps for every run (the engine's clock, decay and freshness follow them)."""
-    return [dataclasses.replace(ev, ts=t0 + i * 0.01) for i, ev in enumerate(events)]  # type: ignore[type-var]
-
-
-def wait_until(what: str, cond: Any, rigs: list[Rig], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.5)
-    logs = "\n\n".join(r.log_tail(3000) for r in rigs)
-    pytest.fail(f"timed out waiting for {what}; worker logs:\n{logs}")
-
-
-def send(rig: Rig, events: list[Event], rate: float = 0.0) -> None:
-    """Produce with the events' own timestamps (not re-stamped to the wall clock)."""
-    from streams.replay import EventProducer, produce
-
-    async def go() -> None:
-        async with EventProducer(rig.settings) as p:
-            await produce(p, events, rate, live_ts=False)
-
-    asyncio.run(go())
-
-
-def done(rigs: list[Rig]) -> float:
-    return sum(events_done(r.metrics()) for r in rigs)
 
 
 def query_answers(rigs: list[Rig], users: list[str], t: float) -> dict[str, dict[str, float]]:

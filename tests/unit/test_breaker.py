@@ -14,6 +14,7 @@ from _engine_texts import T0, TEXTS
 
 from socrec_online import metrics
 from socrec_online.events import Click, Comment, Event, ItemPublished, key_of, to_dict, topic_of
+from socrec_online.partitioning import owner_partition
 from socrec_online.service.engine import Engine
 from socrec_online.settings import Settings
 from streams.agents import Pipeline
@@ -36,10 +37,12 @@ class Out:
 
 
 def records(events: list[Event], start: int = 0) -> list[Any]:
-    """The parts of Faust events the pipeline reads (one partition per topic, consecutive offsets)."""
+    """The parts of Faust events the pipeline reads (each on its key's partition, consecutive offsets)."""
     out = []
+    partitions = Settings().partitions
     for offset, ev in enumerate(events, start):
-        message = SimpleNamespace(topic=topic_of(ev), partition=0, offset=offset)
+        partition = owner_partition(key_of(ev), partitions)  # well routed: streams.routing applies it here
+        message = SimpleNamespace(topic=topic_of(ev), partition=partition, offset=offset)
         out.append(SimpleNamespace(message=message, key=key_of(ev).encode(), value=orjson.dumps(to_dict(ev))))
     return out
 
