@@ -19,6 +19,7 @@ metadata, authenticates nobody: ``User:ANONYMOUS`` has no ACL there and is refus
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Self
 
 from socrec_online.broker import BrokerError, BrokerProcess, check_port_free, free_port
+from socrec_online.broker_caps import BrokerKind
 
 __all__ = [
     "KAFKA_VERSION",
@@ -91,6 +93,12 @@ def java_command() -> str:
     java = os.environ.get("SOCREC_JAVA") or shutil.which("java")
     if not java:
         raise BrokerError("Apache Kafka needs Java 17 or newer on PATH (or SOCREC_JAVA); none found")
+    return _checked_java(java)
+
+
+@functools.cache
+def _checked_java(java: str) -> str:
+    """``java`` once its version is known to be enough: asked once per binary, not per command."""
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     major = int(m.group(1)) if m else 0
@@ -155,6 +163,7 @@ class ApacheKafkaBroker(BrokerProcess):
         self._log_path = Path(log_path) if log_path else self.data_dir / "broker.log"
 
     name = "apache-kafka"
+    kind: BrokerKind = "kafka"
     version = KAFKA_VERSION
     poll_s = 0.2
 
