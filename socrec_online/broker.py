@@ -27,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from socrec_online.broker_caps import BrokerKind
+
 __all__ = [
     "BrokerError",
     "BrokerProcess",
@@ -295,6 +297,7 @@ class EmbeddedBroker(BrokerProcess):
     """
 
     name = "embedded"
+    kind: BrokerKind = "embedded"
     version = "tansu"
 
     def __init__(

@@ -20,6 +20,7 @@ class ManagedBroker(Protocol):
     """What callers need of a broker child process, whichever broker it is."""
 
     name: str
+    kind: BrokerKind
     version: str
     host: str
     port: int

@@ -49,7 +49,7 @@ WARMUP_MAX_EVENTS = 6000
 def _env(broker: ManagedBroker, workdir: Path, device: str, steps: int) -> dict[str, str]:
     return {
         "SOCREC_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "SOCREC_BROKER": "embedded" if broker.name == "embedded" else "kafka",
+        "SOCREC_BROKER": broker.kind,
         "SOCREC_TOPIC_PREFIX": "bo.",
         "SOCREC_APP_ID": "bench-online",
         "SOCREC_TRAINER_APP_ID": "bench-online-trainer",

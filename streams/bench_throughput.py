@@ -86,7 +86,7 @@ _PROBE_WORDS = [
 def _env(broker: ManagedBroker, workdir: Path, prefix: str, device: str) -> dict[str, str]:
     return {
         "SOCREC_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "SOCREC_BROKER": "embedded" if broker.name == "embedded" else "kafka",
+        "SOCREC_BROKER": broker.kind,
         "SOCREC_TOPIC_PREFIX": prefix,
         "SOCREC_APP_ID": f"bench-{prefix.strip('.')}",
         "SOCREC_METRICS_PORT": str(free_port()),

@@ -58,7 +58,7 @@ class Service:
         self.workdir = workdir
         self.env = {
             "SOCREC_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "SOCREC_BROKER": "embedded" if broker.name == "embedded" else "kafka",
+            "SOCREC_BROKER": broker.kind,
             "SOCREC_TOPIC_PREFIX": prefix,
             "SOCREC_APP_ID": f"it-{prefix.strip('.')}",
             "SOCREC_PARTITIONS": str(PARTITIONS),

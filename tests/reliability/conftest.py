@@ -39,7 +39,7 @@ def rig_factory(
 
     def make(prefix: str, **kw: object) -> Rig:
         kw.setdefault("text_model", tiny_text_model_path)
-        kw.setdefault("broker_kind", "embedded" if rel_broker.name == "embedded" else "kafka")
+        kw.setdefault("broker_kind", rel_broker.kind)
         rig = Rig(rel_broker.bootstrap, tmp_path / prefix.strip("."), prefix, **kw)  # type: ignore[arg-type]
         made.append(rig)
         return rig
