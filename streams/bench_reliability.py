@@ -54,6 +54,7 @@ from socrec_online.events import (
     Profile,
     key_of,
 )
+from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
 from streams.observe import OutputWatcher, events_done, percentiles, percentiles_ms, scrape
 from streams.procs import WorkerProcess
@@ -136,14 +137,6 @@ async def end_offsets(settings: Settings, names: Iterable[str]) -> dict[tuple[st
         return {(tp.topic, tp.partition): int(o) for tp, o in end.items()}
     finally:
         await c.stop()
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition the default (murmur2) partitioner gives ``key``: as the worker's producers do."""
-    from aiokafka.partitioner import DefaultPartitioner
-
-    parts = list(range(partitions))
-    return int(DefaultPartitioner()(key.encode("utf-8"), parts, parts))
 
 
 # ----------------------------------------------------------------------------- the rig
@@ -368,7 +361,7 @@ class Rig:
         """Changelog records not in the partition of the input events keyed like them (co-partitioning)."""
         n = int(self.env["SOCREC_PARTITIONS"])
         return sum(
-            1 for rows in (await self.changelog_records()).values() for r, k in rows if r.partition != partition_of(k, n)
+            1 for rows in (await self.changelog_records()).values() for r, k in rows if r.partition != owner_partition(k, n)
         )
 
     async def committed(self) -> dict[tuple[str, int], int]:
@@ -422,7 +415,7 @@ def make_stream(n_events: int, *, partitions: int, seed: int = 0, tag: str = "s"
     seq: dict[tuple[str, int], int] = {}
 
     def eid(topic: str, key: str) -> str:
-        p = partition_of(key, partitions)
+        p = owner_partition(key, partitions)
         n = seq.get((topic, p), 0)
         seq[(topic, p)] = n + 1
         return f"{tag}.{topic}.p{p}.{n:07d}"
@@ -1299,7 +1292,6 @@ __all__ = [
     "load_scenario",
     "load_stream",
     "make_stream",
-    "partition_of",
     "poison_records",
     "poison_scenario",
     "read_topics",

@@ -44,6 +44,7 @@ import faust
 from faust.types import TP
 
 from socrec_online import metrics
+from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
 from streams.topics import topic_name
 
@@ -362,17 +363,13 @@ def items_behind(app: faust.App, settings: Settings) -> Callable[[str], bool]:
     is behind, the wait goes on (up to ``unknown_item_max_wait_s``); a partition another worker
     owns cannot be judged here (its items come through the shared-state mirror), so the grace rules.
     """
-    from aiokafka.partitioner import DefaultPartitioner  # the producers' murmur2 partitioner
-
     name = topic_name(settings, "items")
-    parts = list(range(settings.partitions))
-    partitioner = DefaultPartitioner()
 
     def behind(item_id: str) -> bool:
         consumer = app._consumer
         if consumer is None:
             return False
-        tp = TP(name, int(partitioner(item_id.encode("utf-8"), parts, parts)))
+        tp = TP(name, owner_partition(item_id, settings.partitions))  # the producers' murmur2 partition
         try:
             if tp not in consumer.assignment():
                 return False
