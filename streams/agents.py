@@ -197,16 +197,11 @@ class Pipeline:
         # After a recovery Faust seeks every assigned partition back to its committed offset, so
         # events held for their items are delivered again: forget them here.
         self._deferred.clear()
-        await self.quiesce()
-        state = snapshot_tables(self.tables)
-        if self.shared is not None:
-            state = await self.shared.rebuild_state(state)
         t0 = time.perf_counter()
-        await self._call(self.engine.restore, state)
+        state = await self._rebuild({})
         if isinstance(self.engine, RemoteEngine):
             freeze_long_lived()  # this process's side too (an in-process engine's restore did it)
         self._restore_pending = False
-        self.restores += 1
         sizes = {k: len(v) for k, v in state.items()}
         log.info("engine restored from tables %s in %.2fs", sizes, time.perf_counter() - t0)
         if self._on_ready is not None:
@@ -217,22 +212,20 @@ class Pipeline:
         result: dict[str, Any] = await self._call(self.engine.step, events)
         return result
 
-    async def _rebuild(self, overlay: Mapping[str, Mapping[str, Any]]) -> None:
-        """The engine from the tables (plus ``overlay``: values not written yet), for the breaker:
-        a failed call may have left it half-applied. Held events stay held (never applied)."""
+    async def _rebuild(self, overlay: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The engine from the tables (plus ``overlay``: values not written yet, for the breaker,
+        whose failed call may have left the engine half-applied); returns the state it was given.
+        Held events stay held (never applied)."""
         await self.quiesce()
         state = snapshot_tables(self.tables)
-        for name, kv in overlay.items():
-            values = state.setdefault(name, {})
-            for key, value in kv.items():
-                if value is None:
-                    values.pop(key, None)
-                else:
-                    values[key] = value
+        for name in overlay:
+            state.setdefault(name, {})
+        apply_updates(state, overlay)
         if self.shared is not None:
             state = await self.shared.rebuild_state(state)
         await self._call(self.engine.restore, state)
         self.restores += 1
+        return state
 
     async def upsert(self, take: Callable[[], dict[str, dict[str, Any]]]) -> int:
         """Apply other workers' table values (``take()``, chosen under the lock) between batches;

@@ -33,7 +33,7 @@ from socrec_online.events import Event
 log = logging.getLogger("socrec.breaker")
 
 Step = Callable[[list[Event]], Awaitable[dict[str, Any]]]
-Rebuild = Callable[[Mapping[str, Mapping[str, Any]]], Awaitable[None]]
+Rebuild = Callable[[Mapping[str, Mapping[str, Any]]], Awaitable[object]]
 
 
 def error_text(exc: BaseException) -> str:

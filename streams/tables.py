@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 import faust
@@ -103,8 +103,11 @@ def declare_tables(app: faust.App, settings: Settings, names: Iterable[str]) -> 
     return tables
 
 
-def apply_updates(tables: Mapping[str, faust.Table], updates: Mapping[str, Mapping[str, Any]]) -> int:
-    """Write the engine's full new values (None deletes); returns the number of keys written."""
+def apply_updates(
+    tables: Mapping[str, MutableMapping[str, Any]], updates: Mapping[str, Mapping[str, Any]]
+) -> int:
+    """Write the engine's full new values (None deletes) to Faust tables or plain dicts; returns
+    the number of keys written."""
     n = 0
     for name, kv in updates.items():
         table = tables[name]
