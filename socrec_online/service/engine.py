@@ -84,7 +84,7 @@ from socrec_online.service.state import (
     RecentIds,
     SocialState,
     comment_weight,
-    load_values,
+    load_tables,
 )
 from socrec_online.settings import Settings, resolve_device
 from socrec_online.types import SCHEMA_VERSION, ZERO_SHOT_VERSION, ItemId, UserId
@@ -1466,17 +1466,14 @@ class Engine:
         an item not in the catalogue is kept in the user's state but left out of the derived state;
         both are counted (``socrec_state_values_skipped_total``) and logged in one line.
         """
-        lim = self.settings.dedup_ids_per_key
         self._reset()
-        items_t, bad_items = load_values(tables.get("items"), ItemState.from_json, lim)
-        social_t, bad_social = load_values(tables.get("social"), SocialState.from_json, lim)
-        activity_t, bad_activity = load_values(tables.get("activity"), ActivityState.from_json, lim)
+        loaded = load_tables(tables, self.settings.dedup_ids_per_key)
         latest = self.clock
-        for iid, st in sorted(items_t.items(), key=lambda kv: (kv[1].ts, kv[0])):
+        for iid, st in sorted(loaded.items.items(), key=lambda kv: (kv[1].ts, kv[0])):
             self.item_state[iid] = st
             self._item_row_changed(self._item_row(iid), st)
             latest = max(latest, st.ts)
-        for uid, sst in sorted(social_t.items()):
+        for uid, sst in sorted(loaded.social.items()):
             self.social[uid] = sst
             row = self._user_row(uid)
             for t in sst.following:
@@ -1486,7 +1483,7 @@ class Engine:
             latest = max(latest, sst.last_ts)
         profiles: dict[int, str] = {}
         comments: dict[int, int] = {}
-        for uid, ast in sorted(activity_t.items()):
+        for uid, ast in sorted(loaded.activity.items()):
             self.activity[uid] = ast
             row = self._user_row(uid)
             self.user_last_ts[row] = ast.last_ts
@@ -1511,7 +1508,7 @@ class Engine:
         attach = getattr(self.model, "attach", None)
         if attach is not None:
             attach(self)  # the model's own graph is derived state too
-        self._report_skipped("restore", {"items": bad_items, "social": bad_social, "activity": bad_activity}, unknown)
+        self._report_skipped("restore", loaded.malformed, unknown)
         freeze_long_lived()  # the rebuilt state lives long: full collections stop rescanning it
 
     def _report_skipped(self, where: str, malformed: Mapping[str, list[str]], unknown_items: int) -> None:
@@ -1540,10 +1537,7 @@ class Engine:
         worker that applied the event scored its users. ``None`` values are ignored (never written).
         """
         self._apply_pending_model()
-        lim = self.settings.dedup_ids_per_key
-        items_v, bad_items = load_values(values.get("items"), ItemState.from_json, lim)
-        social_v, bad_social = load_values(values.get("social"), SocialState.from_json, lim)
-        activity_v, bad_activity = load_values(values.get("activity"), ActivityState.from_json, lim)
+        loaded = load_tables(values, self.settings.dedup_ids_per_key)
         latest = self.clock
         item_text: dict[int, str] = {}
         retexted: list[int] = []
@@ -1555,7 +1549,7 @@ class Engine:
         feed_model = self.model is not None and hasattr(self.model, "learn_batch")
         changes = GraphChanges()
         n = {"items": 0, "social": 0, "activity": 0}
-        for iid, ist in items_v.items():
+        for iid, ist in loaded.items.items():
             old = self.item_state.get(iid)
             row = self._item_row(iid)
             if old is None or old.text != ist.text:
@@ -1567,7 +1561,7 @@ class Engine:
             self._item_row_changed(row, ist)
             latest = max(latest, ist.ts)
             n["items"] += 1
-        for uid, sst in social_v.items():
+        for uid, sst in loaded.social.items():
             old_s = self.social.get(uid)
             row = self._user_row(uid)
             before = old_s.following if old_s is not None else {}
@@ -1586,7 +1580,7 @@ class Engine:
             follow_changed.add(row)
             latest = max(latest, sst.last_ts)
             n["social"] += 1
-        for uid, ast in activity_v.items():
+        for uid, ast in loaded.activity.items():
             old_a = self.activity.get(uid)
             row = self._user_row(uid)
             self.activity[uid] = ast
@@ -1624,7 +1618,7 @@ class Engine:
                 changes if feed_model else None,
             )
         self._update_graph_gauges()
-        self._report_skipped("upsert", {"items": bad_items, "social": bad_social, "activity": bad_activity}, 0)
+        self._report_skipped("upsert", loaded.malformed, 0)
         return n
 
     def load_snapshot(self, path: str) -> str:

@@ -210,3 +210,21 @@ def load_values(
         except MALFORMED as exc:
             bad.append(f"{str(key)[:80]!r}: {exc!r}"[:300])
     return out, bad
+
+
+@dataclass
+class LoadedTables:
+    """The three tables' values as state objects, and per table what was left out (``load_values``)."""
+
+    items: dict[str, ItemState]
+    social: dict[str, SocialState]
+    activity: dict[str, ActivityState]
+    malformed: dict[str, list[str]]
+
+
+def load_tables(tables: Mapping[str, Mapping[Any, Any] | None], id_limit: int) -> LoadedTables:
+    """``load_values`` of the items, social and activity tables (a full restore or another worker's)."""
+    items, bad_items = load_values(tables.get("items"), ItemState.from_json, id_limit)
+    social, bad_social = load_values(tables.get("social"), SocialState.from_json, id_limit)
+    activity, bad_activity = load_values(tables.get("activity"), ActivityState.from_json, id_limit)
+    return LoadedTables(items, social, activity, {"items": bad_items, "social": bad_social, "activity": bad_activity})
