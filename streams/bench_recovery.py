@@ -27,6 +27,7 @@ import psutil
 from aiokafka import AIOKafkaProducer
 
 from socrec_online.brokers import make_broker
+from socrec_online.service.state import RecentIds, SocialState
 from socrec_online.settings import Settings
 from streams.app import kafka_client_kwargs
 from streams.bench_reliability import Rig
@@ -36,7 +37,7 @@ SEND_CHUNK = 20_000
 
 def social_value(i: int, ts: float) -> dict[str, Any]:
     """The engine's ``social`` table value of user ``u{i}`` after one follow of ``u{i+1}``."""
-    return {"following": [[f"u{i + 1}", ts]], "unfollowed": [], "ids": [f"f{i}"], "last_ts": ts}
+    return SocialState({f"u{i + 1}": ts}, {}, RecentIds(1, [f"f{i}"]), ts).to_json()
 
 
 async def fill_changelog(settings: Settings, topic: str, n: int) -> float:
