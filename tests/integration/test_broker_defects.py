@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -155,32 +155,30 @@ def test_idempotent_and_transactional_producers_where_the_broker_says_so(any_bro
     broker, caps = any_broker
     topic = _topic(broker.bootstrap)
 
-    async def idempotent() -> bool:
-        p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, request_timeout_ms=5000)
+    async def works(producer: AIOKafkaProducer, send: Callable[[AIOKafkaProducer], Awaitable[object]]) -> bool:
         try:
-            await asyncio.wait_for(p.start(), 10)
-            await asyncio.wait_for(p.send_and_wait(topic, b"x", partition=0), 10)
+            await asyncio.wait_for(producer.start(), 10)
+            await asyncio.wait_for(send(producer), 10)
             return True
         except Exception:  # noqa: BLE001 - any refusal is the defect
             return False
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(p.stop(), 10)
+                await asyncio.wait_for(producer.stop(), 10)
+
+    async def in_a_transaction(p: AIOKafkaProducer) -> None:
+        async with p.transaction():
+            await p.send(topic, b"y", partition=0)
+
+    async def idempotent() -> bool:
+        p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, request_timeout_ms=5000)
+        return await works(p, lambda q: q.send_and_wait(topic, b"x", partition=0))
 
     async def transactional() -> bool:
         p = AIOKafkaProducer(
             bootstrap_servers=broker.bootstrap, transactional_id=f"t-{uuid.uuid4().hex[:6]}", request_timeout_ms=5000
         )
-        try:
-            await asyncio.wait_for(p.start(), 10)
-            async with p.transaction():
-                await p.send(topic, b"y", partition=0)
-            return True
-        except Exception:  # noqa: BLE001 - any refusal is the defect
-            return False
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(p.stop(), 10)
+        return await works(p, in_a_transaction)
 
     assert asyncio.run(idempotent()) == caps.idempotent_producer, broker.name
     assert asyncio.run(transactional()) == caps.transactions, broker.name
