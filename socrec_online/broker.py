@@ -12,6 +12,7 @@ it in order) and, on Linux, receives SIGTERM if this process dies without cleani
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import ctypes
 import os
@@ -159,7 +160,7 @@ def check_port_free(host: str, port: int) -> None:
             raise BrokerError(f"port {host}:{port} is already in use: {exc}") from exc
 
 
-class BrokerProcess:
+class BrokerProcess(abc.ABC):
     """A broker running as a child process in its own process group: readiness, logs, stop.
 
     ``stop()`` is idempotent: SIGTERM to the process group, SIGKILL after ``stop_timeout``
@@ -187,8 +188,9 @@ class BrokerProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def start(self) -> Self:  # pragma: no cover - every subclass has its own
-        raise NotImplementedError
+    @abc.abstractmethod
+    def start(self) -> Self:
+        """Start the broker process and return once it serves Kafka requests."""
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         """Start ``argv`` logging to the log file, then wait until it serves Kafka requests."""
