@@ -142,6 +142,14 @@ OFFSET_RESETS = Counter(
     ["topic", "reason"],
     registry=REGISTRY,
 )
+INPUT_REREADS = Counter(
+    "socrec_input_rereads_total",
+    "Input records the consumer handed over again after this worker process had handled them (a "
+    "rebalance's seek back to the committed offset, a hole read again): dropped, by topic, so a re-read "
+    "writes no second dead letter, recommendation or state change (streams.rereads).",
+    ["topic"],
+    registry=REGISTRY,
+)
 DELIVERY_GAPS = Counter(
     "socrec_consumer_delivery_gaps_total",
     "Input records handed to the agent right after a hole in their partition (offsets fetched and dropped "

@@ -50,6 +50,7 @@ from socrec_online.settings import Settings
 from streams.breaker import Breaker
 from streams.delivery import drop_past_holes
 from streams.output import OutputProducer
+from streams.rereads import HandledMarks
 from streams.routing import Router
 from streams.tables import apply_updates, fence, settle, snapshot_tables
 from streams.topics import DEAD_LETTERS, PASSTHROUGH, RECOMMENDATIONS, Topics, base_name, topic_name
@@ -165,6 +166,7 @@ class Pipeline:
         self.rec_topic = topic_name(settings, RECOMMENDATIONS)
         self.dead_letters = DeadLetters(out, settings)
         self.router = Router(settings, out)  # records on another id's partition go there, unapplied
+        self.marks = HandledMarks()  # a record the consumer hands over again is not handled twice
         self._executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="socrec-engine",
@@ -195,7 +197,12 @@ class Pipeline:
 
     async def _restore(self) -> None:
         # After a recovery Faust seeks every assigned partition back to its committed offset, so
-        # events held for their items are delivered again: forget them here.
+        # events held for their items are delivered again: forget them here (and let them in again).
+        self.marks.forget(
+            (d.origin.event.message.topic, d.origin.partition, d.origin.offset)
+            for d in self._deferred
+            if d.origin.event is not None
+        )
         self._deferred.clear()
         t0 = time.perf_counter()
         state = await self._rebuild({})
@@ -259,7 +266,7 @@ class Pipeline:
                 await self._restore()
             metrics.BATCH_EVENTS.observe(len(batch))
             with metrics.stage("decode"):
-                events, origins, bad = decode_batch(batch, self.settings)
+                events, origins, bad = decode_batch(self.marks.fresh(batch), self.settings)
             for origin, exc in bad:
                 metrics.EVENTS.labels(topic=origin.topic, outcome="dead_letter").inc()
                 await self.dead_letters.send(origin, exc.reason, exc.detail)

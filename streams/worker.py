@@ -166,6 +166,8 @@ def build(
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _log_assignment(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         mine = [(base_name(settings, tp.topic), tp.partition) for tp in assigned or () if tp.topic in topics.inputs.topics]
+        if isinstance(handler, Pipeline):
+            handler.marks.retain(assigned or ())
         log.info("input partitions assigned: %s", describe_assignment(mine))
 
     dead_letters = CounterDeltas(metrics.DEAD_LETTERS, "reason")
