@@ -911,12 +911,15 @@ async def poison_scenario(
     good_ids = {(_table_of(topic_of(e)), key_of(e), e.event_id) for e in good}
     deadline = time.monotonic() + timeout
     routed: dict[tuple[str, int, int], str] = {}
+    repeated = 0  # dead letters of an origin already dead-lettered: a record re-read and handled twice
     applied: set[str] = set()
     while time.monotonic() < deadline:
-        routed = {}
+        routed, repeated = {}, 0
         for r in await rig.dead_letters():
             d = r.json()
-            routed[(d["topic"], int(d["partition"]), int(d["offset"]))] = d["reason"]
+            origin = (d["topic"], int(d["partition"]), int(d["offset"]))
+            repeated += origin in routed
+            routed[origin] = d["reason"]
         state = await asyncio.to_thread(rig.state)
         if state is not None:
             applied = {
@@ -939,6 +942,7 @@ async def poison_scenario(
         "bad_inputs": len(expected),
         "dead_lettered": sum(1 for k in expected if k in routed),
         "dead_lettered_right_reason": sum(1 for k, v in expected.items() if routed.get(k) == v),
+        "dead_letters_repeated": repeated,
         "missing_examples": missing[:10],
         "wrong_reason_examples": list(wrong_reason.items())[:10],
         "good": len(good_ids),
@@ -1171,6 +1175,7 @@ async def _bench(
         "differing_keys": crash["differing_keys"],
         "bad_inputs": poison["bad_inputs"],
         "dead_lettered": poison["dead_lettered"],
+        "dead_letters_repeated": poison["dead_letters_repeated"],
         "agent_restarts": poison["agent_restarts"],
         "recovery_seconds_p95": round(float(percentiles(rec, (95,))["p95"]), 2) if rec else None,
         "rss_growth_ratio": round(load["rss_growth_ratio"], 3) if load["rss_growth_ratio"] else None,
@@ -1226,6 +1231,7 @@ def run_bench(
     _print_table(result)
     ok = result["lost"] == 0 and result["doubled"] == 0 and result["differing_keys"] == 0
     ok = ok and result["dead_lettered"] == result["bad_inputs"] and result["agent_restarts"] == 0
+    ok = ok and result["dead_letters_repeated"] == 0
     if ok:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
@@ -1267,6 +1273,7 @@ def _print_table(r: dict[str, Any]) -> None:
     t.add_row("lost / doubled / differing keys", f"{r['lost']} / {r['doubled']} / {r['differing_keys']}", "0 / 0 / 0")
     t.add_row("recovery after kill -9, p95 s", str(r["recovery_seconds_p95"]), "")
     t.add_row("bad inputs / dead-lettered", f"{r['bad_inputs']} / {r['dead_lettered']}", "equal")
+    t.add_row("dead letters repeated", str(r["dead_letters_repeated"]), "0")
     t.add_row("agent restarts", str(r["agent_restarts"]), "0")
     load = r["load"]
     t.add_row(

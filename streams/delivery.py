@@ -136,6 +136,15 @@ class InOrderInput:
             if tp.topic in self.input_topics and not getattr(self, "_committed_offset", {}).get(tp):
                 await self.seek(tp, 0)  # type: ignore[attr-defined]
 
+    async def _seek(self, partition: Any, offset: int) -> None:
+        """Seek on the consumer's own thread. Faust's ``_seek`` calls the Kafka client from the
+        caller's thread while the consumer thread fetches: aiokafka's ``seek_to`` and
+        ``fetched_records`` both check-then-delete the same fetch buffer, and the loser raised
+        ``KeyError: TopicPartition(...)`` from ``fetched_records``, crashing the worker. Every
+        ``Consumer.seek`` (this module's, the offsets and recovery guards') goes through here."""
+        thread = self._thread
+        await thread.call_thread(thread.seek, partition, offset)
+
     # -- what the client fetched --------------------------------------------------------------------
 
     def _fetch_position(self, tp: Any) -> int | None:

@@ -30,6 +30,7 @@ def test_every_bad_record_is_dead_lettered_with_origin_and_every_good_one_applie
     # each bad record is in dead-letters, found by its origin (topic, partition, offset), with its reason
     assert r["dead_lettered"] == r["bad_inputs"], r["missing_examples"]
     assert r["dead_lettered_right_reason"] == r["bad_inputs"], r["wrong_reason_examples"]
+    assert r["dead_letters_repeated"] == 0  # once each, however often the consumer re-read it
     assert r["good_applied"] == r["good"] == len(good)
     assert r["agent_errors"] == 0 and r["agent_restarts"] == 0
     assert r["same_process"]  # same pid and process start time throughout

@@ -139,3 +139,39 @@ def test_resuming_with_input_partitions_active_seeks_them_to_the_committed_offse
     assert asyncio.run(go({IN0, LOG})) == ([(TP("*", -1), -1)], True)
     assert asyncio.run(go({LOG})) == ([], True)  # changelog recovery: the inputs are paused, nothing was read
     assert asyncio.run(go({IN0}, stop_meanwhile=True)) == ([(TP("*", -1), -1)], False)
+
+
+def test_a_seek_runs_on_the_consumer_thread_not_the_callers() -> None:
+    """Faust's own ``_seek`` calls the Kafka client from the event loop's thread while the consumer
+    thread fetches (aiokafka's fetch buffer is not thread-safe: KeyError from ``fetched_records``)."""
+    import threading
+    from types import SimpleNamespace
+
+    from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+
+    class Thread:
+        """Stands in for Faust's consumer thread: ``call_thread`` runs a call on another thread."""
+
+        def __init__(self) -> None:
+            self.ran_on: list[str] = []
+
+        def seek(self, tp: TP, offset: int) -> None:
+            self.ran_on.append(threading.current_thread().name)
+
+        async def call_thread(self, fun: Any, *args: Any) -> Any:
+            out: list[Any] = []
+            t = threading.Thread(target=lambda: out.append(fun(*args)), name="consumer-thread")
+            t.start()
+            t.join()
+            return out[0]
+
+    class Consumer(InOrderInput, AIOKafkaConsumer):
+        def __init__(self) -> None:  # no Faust app: only the seek path is exercised
+            self._thread = Thread()
+            self._read_offset = {}
+            self.log = SimpleNamespace(dev=lambda *a: None)
+
+    c = Consumer()
+    asyncio.run(c.seek(TP("clicks", 0), 5))  # type: ignore[arg-type]
+    assert c._thread.ran_on == ["consumer-thread"]
+    assert c._read_offset[TP("clicks", 0)] == 5
