@@ -131,8 +131,10 @@ class ServicePath:
 
     def _check_value(self, name: str, value: Any) -> Any:
         """A table value as the changelog stores it: encodes, parses back, stays within its bounds."""
-        stored = orjson.loads(orjson.dumps(value))
+        encoded = orjson.dumps(value)
+        stored = orjson.loads(encoded)
         s = self.settings
+        assert len(encoded) <= s.max_table_value_bytes, (name, len(encoded))
         lim = s.dedup_ids_per_key
         if name == "activity":
             act, bad = load_values({"k": stored}, ActivityState.from_json, lim)

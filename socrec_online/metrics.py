@@ -178,6 +178,13 @@ STATE_SKIPPED = Counter(
     ["table", "reason"],
     registry=REGISTRY,
 )
+STATE_TRIMMED = Counter(
+    "socrec_state_trimmed_total",
+    "Entries a table value forgot to stay within SOCREC_MAX_TABLE_VALUE_BYTES (a user's oldest seen items, "
+    "then comments, then engagements), by table.",
+    ["table"],
+    registry=REGISTRY,
+)
 BREAKER_TRIPS = Counter(
     "socrec_breaker_trips_total",
     "Micro-batches the engine failed on breaker_failures times in a row: their events were then applied one by "

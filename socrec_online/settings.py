@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from socrec_online.broker_caps import BrokerCapabilities, BrokerKind, capabilities
+from socrec_online.service.state import value_bound_problem
 
 if TYPE_CHECKING:
     import torch
@@ -132,6 +133,15 @@ class Settings(BaseSettings):
         return capabilities(self.broker)
 
     @model_validator(mode="after")
+    def _values_fit_their_bound(self) -> Settings:
+        problem = value_bound_problem(
+            self.max_table_value_bytes, self.max_text_bytes, self.max_id_chars, self.dedup_ids_per_key, self.max_tags
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _catchup_cannot_feed_itself(self) -> Settings:
         # A merged batch of max_events takes longer than the usual windows; what arrives meanwhile at a
         # live rate must not count as a new backlog, or every batch is merged (streams/agents.py CatchUp).
@@ -199,6 +209,14 @@ class Settings(BaseSettings):
     )
     seen_per_user: int = Field(
         2000, ge=1, le=1_000_000, description="Engaged items remembered per user (never recommended again)."
+    )
+    max_table_value_bytes: int = Field(
+        900_000,
+        ge=65_536,
+        le=100_000_000,
+        description="Largest encoded table value, in bytes (65,536 to 10^8): its changelog record must fit the "
+        "broker's max.message.bytes (1 MiB by default). A follow past it is dead-lettered (state_too_large); a "
+        "user's activity past it forgets its oldest seen items, then comments, then engagements.",
     )
     popularity_half_life_s: float = Field(86400.0, gt=0, description="Half-life of an engagement in popularity.")
     profile_weight: float = Field(

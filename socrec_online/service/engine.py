@@ -70,6 +70,7 @@ from socrec_online.service.heap import freeze_long_lived
 from socrec_online.service.rec_id import rec_id
 from socrec_online.service.state import (
     BOUNCE_MS,
+    ENTRY_BYTES,
     K_CLICK,
     K_COMMENT,
     K_LIKE,
@@ -84,6 +85,7 @@ from socrec_online.service.state import (
     RecentIds,
     SocialState,
     comment_weight,
+    json_bytes,
     load_tables,
 )
 from socrec_online.settings import Settings, resolve_device
@@ -605,6 +607,9 @@ class Engine:
                         new_comments[row] = new_comments.get(row, 0) + 1
                     st.ids.add(ev.event_id)
                     st.last_ts = max(st.last_ts, ev.ts)
+                    st.grow(2 * json_bytes(ev.item_id) + json_bytes(ev.event_id) + 2 * ENTRY_BYTES)
+                    if isinstance(ev, Comment):
+                        st.grow(json_bytes(ev.text))
                     if feed_model:
                         e = st.recent.get(ev.item_id)
                         changes.engaged[(ev.user_id, ev.item_id)] = e[0] if e is not None else 0.0
@@ -637,7 +642,19 @@ class Engine:
                         res.rejected.append((idx, DeadLetterReason.state_too_large, full))
                         outcome("follows", "rejected")
                         continue
+                    cost = json_bytes(ev.target_id) + json_bytes(ev.event_id) + ENTRY_BYTES
+                    if (
+                        not ev.undo
+                        and known_s is not None
+                        and ev.target_id not in known_s.following
+                        and not known_s.fits(cost, s.max_table_value_bytes)
+                    ):
+                        full = f"the follows value would pass {s.max_table_value_bytes} bytes"
+                        res.rejected.append((idx, DeadLetterReason.state_too_large, full))
+                        outcome("follows", "rejected")
+                        continue
                     sst = known_s if known_s is not None else self._social(ev.user_id)
+                    sst.grow(cost)
                     row = self.users.row(ev.user_id)
                     self._user_row(ev.target_id)  # a followed user has a row before any event of theirs
                     if ev.undo:
@@ -693,6 +710,7 @@ class Engine:
                     row = self.users.row(ev.user_id)
                     st.profile, st.profile_ts = ev.text, ev.ts
                     st.ids.add(ev.event_id)
+                    st.grow(json_bytes(ev.text) + json_bytes(ev.event_id) + ENTRY_BYTES)
                     st.last_ts = max(st.last_ts, ev.ts)
                     new_profile[row] = ev.text
                     interest_dirty.add(row)
@@ -707,6 +725,7 @@ class Engine:
                         continue
                     st.ids.add(ev.event_id)
                     st.last_ts = max(st.last_ts, ev.ts)
+                    st.grow(json_bytes(ev.event_id) + ENTRY_BYTES)
                     act_changed.add(ev.user_id)
                     res.queries.append(ev)
                 else:  # not an Event: a caller bug, but still never a crash
@@ -750,6 +769,11 @@ class Engine:
         if items_changed:
             upd["items"] = {i: self.item_state[i].to_json() for i in items_changed}
         if act_changed:
+            for u in act_changed:
+                trimmed = self.activity[u].trim_to(s.max_table_value_bytes)
+                if trimmed:
+                    metrics.STATE_TRIMMED.labels(table="activity").inc(trimmed)
+                    self._seen_rows.pop(self.users.row(u), None)
             upd["activity"] = {u: self.activity[u].to_json() for u in act_changed}
         res.table_updates = upd
 

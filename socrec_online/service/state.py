@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
+
 K_CLICK, K_LIKE, K_COMMENT = 1, 2, 4
 
 W_CLICK = 1.0
@@ -34,6 +36,39 @@ MAX_UNFOLLOWED = 1000
 
 def comment_weight(sentiment: float) -> float:
     return COMMENT_BASE + COMMENT_SENTIMENT * sentiment
+
+
+ENTRY_BYTES = 64
+"""Upper bound on what one entry adds to an encoded value besides its strings (brackets, commas,
+floats): ``nbytes`` estimates stay upper bounds, so a value is only encoded to measure it near its bound."""
+
+
+def json_bytes(text: str) -> int:
+    """Encoded length of ``text`` as a JSON string (quotes and escapes included)."""
+    return len(orjson.dumps(text))
+
+
+def measure(state: SocialState | ActivityState) -> int:
+    """The exact encoded size of ``state``'s table value; resets its running estimate to it."""
+    state.nbytes = len(orjson.dumps(state.to_json()))
+    return state.nbytes
+
+
+def value_bound_problem(max_value_bytes: int, max_text_bytes: int, max_id_chars: int, ids: int, tags: int) -> str | None:
+    """Why values of these limits may not fit ``max_value_bytes`` whatever arrives, or None.
+
+    An item value (text, tags, applied ids) and the parts of an activity value that are never
+    trimmed (profile text, applied ids) are bounded by the decoder's limits alone: worst case
+    ``6 * max_text_bytes + (tags + ids) * (6 * max_id_chars + 3)`` bytes (JSON escapes a control
+    character as six). Growing parts (follows, engagements, comments) are checked as they grow.
+    """
+    worst = 6 * max_text_bytes + (tags + ids) * (6 * max_id_chars + 3) + 4 * ENTRY_BYTES
+    if worst <= max_value_bytes:
+        return None
+    return (
+        f"max_table_value_bytes ({max_value_bytes}) is below the worst case the decoder's limits allow "
+        f"({worst} bytes from max_text_bytes, max_id_chars, max_tags, dedup_ids_per_key): raise it or lower those"
+    )
 
 
 class RecentIds:
@@ -97,10 +132,24 @@ class SocialState:
     unfollowed: dict[str, float]  # block list: never suggested back, bounded
     ids: RecentIds
     last_ts: float = 0.0
+    nbytes: int = -1  # upper bound of the encoded value (-1: not measured yet)
 
     def full(self, target: str, limit: int) -> bool:
         """Following ``target`` would pass ``limit`` follows (the value's size bound)."""
         return target not in self.following and len(self.following) >= limit
+
+    def fits(self, cost: int, max_bytes: int) -> bool:
+        """Adding ``cost`` bytes keeps the encoded value within ``max_bytes`` (measured exactly only
+        when the running estimate says it might not)."""
+        if self.nbytes < 0 or self.nbytes + cost > max_bytes:
+            measure(self)
+        return self.nbytes + cost <= max_bytes
+
+    def grow(self, cost: int) -> None:
+        """The value grew by at most ``cost`` encoded bytes (measured first if it never was)."""
+        if self.nbytes < 0:
+            measure(self)
+        self.nbytes += cost
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +181,7 @@ class ActivityState:
     profile: str | None = None
     profile_ts: float = 0.0
     last_ts: float = 0.0
+    nbytes: int = -1  # upper bound of the encoded value (-1: not measured yet)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -157,6 +207,37 @@ class ActivityState:
             profile_ts=float(v.get("profile_ts") or 0.0),
             last_ts=float(v.get("last_ts") or 0.0),
         )
+
+    def grow(self, cost: int) -> None:
+        """The value grew by at most ``cost`` encoded bytes (measured first if it never was)."""
+        if self.nbytes < 0:
+            measure(self)
+        self.nbytes += cost
+
+    def trim_to(self, max_bytes: int) -> int:
+        """Keep the encoded value within ``max_bytes``: forget the oldest seen items that are not
+        recent engagements, then the oldest comments, then the oldest engagements. Returns the
+        entries dropped (0 when the running estimate is within the bound: nothing is encoded)."""
+        if 0 <= self.nbytes <= max_bytes:
+            return 0
+        dropped = 0
+        while measure(self) > max_bytes:
+            old_seen = [i for i in self.seen if i not in self.recent]
+            if old_seen:
+                for i in old_seen[: max(1, len(old_seen) // 8)]:
+                    del self.seen[i]
+                    dropped += 1
+            elif self.comments:
+                del self.comments[0]
+                dropped += 1
+            elif self.recent:
+                item = next(iter(self.recent))
+                del self.recent[item]
+                self.seen.pop(item, None)
+                dropped += 1
+            else:
+                break  # only the fixed parts are left: bounded by the settings (value_bound_problem)
+        return dropped
 
     def engage(self, item: str, delta: float, ts: float, kind: int, limit: int, seen_limit: int) -> None:
         """Add ``delta`` to the item's entry and make it the most recent; evict the oldest beyond ``limit``."""
