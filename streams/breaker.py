@@ -29,10 +29,13 @@ from typing import Any
 
 from socrec_online import metrics
 from socrec_online.events import Event
+from socrec_online.service.state import Position
 
 log = logging.getLogger("socrec.breaker")
 
-Step = Callable[[list[Event]], Awaitable[dict[str, Any]]]
+Item = tuple[Event, Position | None]
+"""An event and where it was read (``Engine.learn_many``'s positions)."""
+Step = Callable[[list[Item]], Awaitable[dict[str, Any]]]
 Rebuild = Callable[[Mapping[str, Mapping[str, Any]]], Awaitable[object]]
 
 
@@ -62,7 +65,7 @@ class Breaker:
         self._rebuild = rebuild
         self.trips = 0
 
-    async def run(self, events: Sequence[Event]) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+    async def run(self, events: Sequence[Item]) -> tuple[dict[str, Any], list[tuple[int, str]]]:
         """(the step's result for ``events``, [(index, error text)] of the events that failed alone)."""
         batch = list(events)
         error: Exception | None = None
@@ -83,7 +86,7 @@ class Breaker:
         return await self._one_by_one(batch, error)
 
     async def _one_by_one(
-        self, batch: list[Event], error: Exception
+        self, batch: list[Item], error: Exception
     ) -> tuple[dict[str, Any], list[tuple[int, str]]]:
         self.trips += 1
         metrics.BREAKER_TRIPS.inc()

@@ -82,11 +82,15 @@ from socrec_online.service.state import (
     W_LIKE,
     ActivityState,
     ItemState,
+    Position,
     RecentIds,
     SocialState,
     comment_weight,
     json_bytes,
     load_tables,
+    mark_applied,
+    release,
+    replayed,
 )
 from socrec_online.settings import Settings, resolve_device
 from socrec_online.types import SCHEMA_VERSION, ZERO_SHOT_VERSION, ItemId, UserId
@@ -511,11 +515,16 @@ class Engine:
         self.clock = max(self.clock, min(latest, time.time() + _MAX_CLOCK_SKEW_S))
 
     # ------------------------------------------------------------------ learning
-    def learn_many(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
+    def learn_many(
+        self, events: Sequence[Event], now: float | None = None, positions: Sequence[Position | None] | None = None
+    ) -> BatchResult:
         """Apply a micro-batch; never raises on data (bad events come back in ``rejected``).
 
         The event-time clock (freshness, TTL, decay) advances to the largest ``ts`` applied, or to
         ``now`` when given and later (pass wall time only for live, not replayed, streams).
+        ``positions`` (one per event: where the worker read it) make a replay after a crash exact:
+        an event its value already applied is a duplicate (``state.replayed``), however many
+        events of the key came in between; without them, applied event ids decide (a window).
         """
         self._apply_pending_model()
         if now is not None:
@@ -547,12 +556,13 @@ class Engine:
         with metrics.stage("graph"):
             for idx, ev in enumerate(events):
                 t = type(ev)
+                pos = positions[idx] if positions is not None else None
                 if t is Click or t is Like or t is Comment:
                     ev = cast(Click | Like | Comment, ev)  # narrowing for mypy; no runtime isinstance
                     topic = "clicks" if t is Click else "likes" if t is Like else "comments"
                     # a refused event leaves no state behind (no user row a restart would not rebuild)
                     known = self.activity.get(ev.user_id)
-                    if known is not None and ev.event_id in known.ids:
+                    if known is not None and (ev.event_id in known.ids or replayed(known.applied, pos)):
                         res.duplicates += 1
                         outcome(topic, "duplicate")
                         continue
@@ -561,6 +571,8 @@ class Engine:
                             (idx, DeadLetterReason.unknown_item, f"item {ev.item_id[:100]!r} unknown")
                         )
                         outcome(topic, "rejected")
+                        if known is not None and release(known.applied, pos):
+                            act_changed.add(ev.user_id)
                         continue
                     st = known if known is not None else self._activity(ev.user_id)
                     row = self.users.row(ev.user_id)
@@ -606,6 +618,7 @@ class Engine:
                             del st.comments[0]
                         new_comments[row] = new_comments.get(row, 0) + 1
                     st.ids.add(ev.event_id)
+                    mark_applied(st.applied, pos)
                     st.last_ts = max(st.last_ts, ev.ts)
                     st.grow(2 * json_bytes(ev.item_id) + json_bytes(ev.event_id) + 2 * ENTRY_BYTES)
                     if isinstance(ev, Comment):
@@ -627,7 +640,7 @@ class Engine:
                 elif t is Follow:
                     ev = cast(Follow, ev)
                     known_s = self.social.get(ev.user_id)
-                    if known_s is not None and ev.event_id in known_s.ids:
+                    if known_s is not None and (ev.event_id in known_s.ids or replayed(known_s.applied, pos)):
                         res.duplicates += 1
                         outcome("follows", "duplicate")
                         continue
@@ -670,6 +683,7 @@ class Engine:
                             self._set_edge(row, ev.target_id, on=True)
                         sst.unfollowed.pop(ev.target_id, None)
                     sst.ids.add(ev.event_id)
+                    mark_applied(sst.applied, pos)
                     sst.last_ts = max(sst.last_ts, ev.ts)
                     if feed_model:
                         changes.follows.append((ev.user_id, ev.target_id, ev.undo))
@@ -680,7 +694,7 @@ class Engine:
                 elif t is ItemPublished:
                     ev = cast(ItemPublished, ev)
                     ist = self.item_state.get(ev.item_id)
-                    if ist is not None and ev.event_id in ist.ids:
+                    if ist is not None and (ev.event_id in ist.ids or replayed(ist.applied, pos)):
                         res.duplicates += 1
                         outcome("items", "duplicate")
                         continue
@@ -698,18 +712,20 @@ class Engine:
                             self._ann_stale = True
                         ist.text, ist.ts, ist.author, ist.tags = ev.text, ev.ts, ev.author_id, list(ev.tags)
                     ist.ids.add(ev.event_id)
+                    mark_applied(ist.applied, pos)
                     self._item_row_changed(row, ist)
                     items_changed.add(ev.item_id)
                 elif t is Profile:
                     ev = cast(Profile, ev)
                     st = self._activity(ev.user_id)
-                    if ev.event_id in st.ids:
+                    if ev.event_id in st.ids or replayed(st.applied, pos):
                         res.duplicates += 1
                         outcome("profiles", "duplicate")
                         continue
                     row = self.users.row(ev.user_id)
                     st.profile, st.profile_ts = ev.text, ev.ts
                     st.ids.add(ev.event_id)
+                    mark_applied(st.applied, pos)
                     st.grow(json_bytes(ev.text) + json_bytes(ev.event_id) + ENTRY_BYTES)
                     st.last_ts = max(st.last_ts, ev.ts)
                     new_profile[row] = ev.text
@@ -719,11 +735,12 @@ class Engine:
                 elif t is Query:
                     ev = cast(Query, ev)
                     st = self._activity(ev.user_id)
-                    if ev.event_id in st.ids:
+                    if ev.event_id in st.ids or replayed(st.applied, pos):
                         res.duplicates += 1
                         outcome("queries", "duplicate")
                         continue
                     st.ids.add(ev.event_id)
+                    mark_applied(st.applied, pos)
                     st.last_ts = max(st.last_ts, ev.ts)
                     st.grow(json_bytes(ev.event_id) + ENTRY_BYTES)
                     act_changed.add(ev.user_id)
@@ -1450,14 +1467,17 @@ class Engine:
             out.append(self._payload(qr.user_id, wall, "query", items, qr.event_id))
         return out
 
-    def step(self, events: Sequence[Event], now: float | None = None) -> dict[str, Any]:
+    def step(
+        self, events: Sequence[Event], now: float | None = None, positions: Sequence[Position | None] | None = None
+    ) -> dict[str, Any]:
         """One micro-batch end to end (learn, then score the users it touched and answer its queries),
         as plain data: the worker calls this once per batch, in-process or across a process boundary.
+        ``positions``: see ``learn_many``.
 
         Returns ``rejected`` ([index, reason, detail]), ``table_updates``, ``payloads``, ``applied``,
         ``duplicates`` and ``model_version``.
         """
-        result = self.learn_many(events, now=now)
+        result = self.learn_many(events, now=now, positions=positions)
         payloads: list[dict[str, Any]] = []
         if result.touched_users:
             # The event that made each user's list change (their own, or a followee's for social proof).

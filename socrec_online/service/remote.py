@@ -33,6 +33,7 @@ import orjson
 
 from socrec_online import metrics
 from socrec_online.events import Event, to_dict, topic_of
+from socrec_online.service.state import Position
 from socrec_online.settings import Settings
 from socrec_online.snapshot import SnapshotError, SnapshotErrorReason
 
@@ -97,9 +98,10 @@ def _serve(conn: Connection, settings_json: bytes) -> None:
     starting = engine._pending[1] if engine._pending is not None else engine.model_version
     conn.send_bytes(orjson.dumps({"ok": {"model_version": starting, "stats": engine.stats()}}))
 
-    def step(events: list[list[Any]]) -> dict[str, Any]:
+    def step(events: list[list[Any]], positions: list[Any] | None = None) -> dict[str, Any]:
         decoded = [decode_value(topic, value, settings) for topic, value in events]
-        out = engine.step(decoded)
+        at = None if positions is None else [None if p is None else (p[0], p[1], tuple(p[2])) for p in positions]
+        out = engine.step(decoded, positions=at)
         # Payloads leave as the bytes the worker publishes (after the reply, in one blob): the
         # worker neither parses nor re-encodes them.
         encoded = [orjson.dumps(p) for p in out["payloads"]]
@@ -215,10 +217,13 @@ class RemoteEngine:
         """Answered here, from the item table's keys, so holding a click costs no round trip."""
         return item_id in self._known_items
 
-    def step(self, events: Sequence[Event], now: float | None = None) -> dict[str, Any]:
+    def step(
+        self, events: Sequence[Event], now: float | None = None, positions: Sequence[Position | None] | None = None
+    ) -> dict[str, Any]:
         if now is not None:
             raise ValueError("the engine process keeps its own clock")
-        out: dict[str, Any] = self.call("step", [[topic_of(ev), to_dict(ev)] for ev in events])
+        wire = [[topic_of(ev), to_dict(ev)] for ev in events]
+        out: dict[str, Any] = self.call("step", wire, None if positions is None else list(positions))
         blob, at, encoded = self._blob, 0, []
         for user_id, kind, source, n in out["payloads"]:
             encoded.append(Encoded(user_id, kind, source, blob[at : at + n]))

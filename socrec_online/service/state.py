@@ -3,8 +3,9 @@
 One table per concern, keyed like the topic that writes it, so a key is only ever written by
 the partition that owns it: ``social`` (follower user id, from ``follows``), ``items`` (item
 id, from ``items``), ``activity`` (user id, from clicks/likes/comments/profiles/queries).
-Values are plain JSON dicts and carry the event ids already applied (bounded per key), which
-is what makes a replay after a crash change nothing. Everything else the engine holds
+Values are plain JSON dicts and carry, per input partition, the last offset applied and the held
+offsets below it (``replayed``), which is what makes a replay after a crash change nothing, plus
+the last event ids applied (a producer's duplicate of one event). Everything else the engine holds
 (embeddings, popularity, the ANN index) is derived from these and rebuilt by ``restore``.
 """
 
@@ -36,6 +37,65 @@ MAX_UNFOLLOWED = 1000
 
 def comment_weight(sentiment: float) -> float:
     return COMMENT_BASE + COMMENT_SENTIMENT * sentiment
+
+
+Position = tuple[str, int, tuple[int, ...]]
+"""Where an event was read: its input partition (``"clicks/3"``), its offset, and the offsets of the
+same key's events on that partition that are still held, unapplied, below it (interactions waiting
+for their item, ``streams.agents``)."""
+
+MAX_HELD_OFFSETS = 256
+"""Held offsets remembered per value and partition (more are forgotten oldest first: after a crash,
+those records would count as applied)."""
+
+
+def replayed(applied: Mapping[str, list[Any]], pos: Position | None) -> bool:
+    """Was the event read at ``pos`` applied to this value already (read again after a crash)?
+
+    Exact, in constant space per input partition: a value remembers the last offset applied from each
+    partition, ``w``, and the held offsets below ``w`` not applied yet; an offset ``<= w`` and not
+    held was applied. Records of one key reach the engine in offset order except held ones
+    (``streams.delivery``), so nothing else lies below ``w`` unapplied."""
+    if pos is None:
+        return False
+    rec = applied.get(pos[0])
+    return rec is not None and pos[1] <= rec[0] and pos[1] not in rec[1]
+
+
+def mark_applied(applied: dict[str, list[Any]], pos: Position | None) -> None:
+    """Record that the event read at ``pos`` changed this value (its held offsets below come along)."""
+    if pos is None:
+        return
+    tp, offset, held = pos
+    rec = applied.get(tp)
+    last, pending = (rec[0], [p for p in rec[1] if p != offset]) if rec is not None else (-1, [])
+    if offset > last:
+        last = offset
+        pending = sorted(set(pending).union(h for h in held if h < offset))
+    applied[tp] = [last, pending[-MAX_HELD_OFFSETS:]]
+
+
+def release(applied: dict[str, list[Any]], pos: Position | None) -> bool:
+    """The held event read at ``pos`` was refused (dead-lettered): no longer pending. True if it was."""
+    if pos is None:
+        return False
+    rec = applied.get(pos[0])
+    if rec is None or pos[1] not in rec[1]:
+        return False
+    rec[1] = [p for p in rec[1] if p != pos[1]]
+    return True
+
+
+def _applied(v: object) -> dict[str, list[Any]]:
+    if not v:
+        return {}
+    if type(v) is not dict:
+        raise TypeError(f"applied: expected an object, got {type(v).__name__}")
+    out: dict[str, list[Any]] = {}
+    for tp, rec in v.items():
+        last, pending = rec
+        out[_str(tp)] = [int(last), [int(p) for p in pending]]
+    return out
 
 
 ENTRY_BYTES = 64
@@ -105,6 +165,7 @@ class ItemState:
     author: str | None
     tags: list[str]
     ids: RecentIds
+    applied: dict[str, list[Any]] = field(default_factory=dict)  # see ``replayed``
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +174,7 @@ class ItemState:
             "author": self.author,
             "tags": self.tags,
             "ids": self.ids.to_list(),
+            "applied": self.applied,
         }
 
     @staticmethod
@@ -123,6 +185,7 @@ class ItemState:
             _opt_str(v.get("author")),
             [_str(t) for t in v.get("tags") or ()],
             RecentIds(id_limit, map(_str, v.get("ids") or ())),
+            _applied(v.get("applied")),
         )
 
 
@@ -133,6 +196,7 @@ class SocialState:
     ids: RecentIds
     last_ts: float = 0.0
     nbytes: int = -1  # upper bound of the encoded value (-1: not measured yet)
+    applied: dict[str, list[Any]] = field(default_factory=dict)  # see ``replayed``
 
     def full(self, target: str, limit: int) -> bool:
         """Following ``target`` would pass ``limit`` follows (the value's size bound)."""
@@ -157,6 +221,7 @@ class SocialState:
             "unfollowed": [[k, v] for k, v in self.unfollowed.items()],
             "ids": self.ids.to_list(),
             "last_ts": self.last_ts,
+            "applied": self.applied,
         }
 
     @staticmethod
@@ -166,6 +231,7 @@ class SocialState:
             {str(k): float(t) for k, t in v.get("unfollowed") or ()},
             RecentIds(id_limit, map(_str, v.get("ids") or ())),
             float(v.get("last_ts") or 0.0),
+            applied=_applied(v.get("applied")),
         )
 
 
@@ -182,9 +248,11 @@ class ActivityState:
     profile_ts: float = 0.0
     last_ts: float = 0.0
     nbytes: int = -1  # upper bound of the encoded value (-1: not measured yet)
+    applied: dict[str, list[Any]] = field(default_factory=dict)  # see ``replayed``
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "applied": self.applied,
             "recent": dict(self.recent),  # insertion order = recency, kept by JSON objects
             "seen": list(self.seen),
             "comments": list(self.comments),
@@ -206,6 +274,7 @@ class ActivityState:
             profile=_opt_str(v.get("profile")),
             profile_ts=float(v.get("profile_ts") or 0.0),
             last_ts=float(v.get("last_ts") or 0.0),
+            applied=_applied(v.get("applied")),
         )
 
     def grow(self, cost: int) -> None:

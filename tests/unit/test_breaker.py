@@ -112,7 +112,7 @@ def test_an_engine_that_fails_on_everything_still_crashes_the_worker(encoder: An
     handle(p, records(ITEMS))
     calls = []
 
-    def broken(events: Any, now: float | None = None) -> dict[str, Any]:  # e.g. the engine process died
+    def broken(events: Any, now: float | None = None, positions: Any = None) -> dict[str, Any]:  # e.g. the engine process died
         calls.append(len(events))
         raise RuntimeError("engine process died")
 

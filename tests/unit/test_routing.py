@@ -33,7 +33,7 @@ class Engine:
     def knows_item(self, item: str) -> bool:
         return True
 
-    def step(self, events: list[Event]) -> dict[str, Any]:
+    def step(self, events: list[Event], positions: Any = None) -> dict[str, Any]:
         self.applied += [e.event_id for e in events]
         return {"payloads": [], "rejected": [], "table_updates": {}}
 
