@@ -180,6 +180,15 @@ class Settings(BaseSettings):
     zs_weight_text: float = Field(0.6, ge=0, le=10, description="Zero-shot blend: text similarity weight.")
     zs_weight_social: float = Field(0.3, ge=0, le=10, description="Zero-shot blend: social proof weight.")
     zs_weight_popularity: float = Field(0.1, ge=0, le=10, description="Zero-shot blend: popularity weight.")
+    query_match_band: float = Field(
+        0.05, ge=0, le=2, description="A query matches items within this cosine of its best match (delta)."
+    )
+    query_history_weight: float = Field(
+        0.05, ge=0, le=2, description="The most the asker's history adds within a query's matches (beta)."
+    )
+    query_match_floor: float = Field(
+        0.25, ge=-1, le=1, description="Below this best cosine a query's words match nothing: history answers."
+    )
     interest_half_life_s: float = Field(
         7 * 86400.0, gt=0, description="Half-life of a behaviour's weight in the interest vector."
     )

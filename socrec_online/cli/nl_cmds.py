@@ -1,4 +1,4 @@
-"""Natural-language benches (cold start, sentiment): registered on the shared ``bench`` app."""
+"""Natural-language benches (cold start, sentiment, queries): registered on the shared ``bench`` app."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from socrec_online.cli._app import bench_app
 
 _COLD_OUT = typer.Option(Path("out/coldstart.json"), "--out", help="Where the JSON goes.")
 _SENTIMENT_OUT = typer.Option(Path("out/sentiment.json"), "--out", help="Where the JSON goes.")
+_QUERIES_OUT = typer.Option(Path("out/queries.json"), "--out", help="Where the JSON goes.")
 
 
 @bench_app.command("coldstart")
@@ -75,6 +76,27 @@ def bench_sentiment_cmd(
     models = [m.strip() for m in trained.split(",") if m.strip()]
     if models:
         res["trained"] = run_trained_ablation(seed_list, models, synthetic=synthetic, progress=progress)
+    write_json(res, out)
+    print_table(res)
+    typer.echo(f"wrote {out}")
+
+
+@bench_app.command("queries")
+def bench_queries_cmd(
+    seed: int = typer.Option(2020, "--seed", help="Seed of the synthetic dataset, of the askers drawn and of training."),
+    askers: int = typer.Option(3, "--askers", min=1, help="Users asking each labelled query (histories in other topics)."),
+    models: str = typer.Option("zero_shot,fused", "--models", help="zero_shot and/or fused (trained here, ~1 min)."),
+    out: Path = _QUERIES_OUT,
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """precision@3 of the queried topic for labelled queries asked by users whose history lies elsewhere."""
+    from socrec_online.bench.queries import QueriesConfig, print_table, run_queries, write_json
+
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    bad = set(names) - {"zero_shot", "fused"}
+    if bad:
+        raise typer.BadParameter(f"unknown models {sorted(bad)}; choose zero_shot, fused")
+    res = run_queries(QueriesConfig(seed=seed, askers=askers, models=names), progress=progress)
     write_json(res, out)
     print_table(res)
     typer.echo(f"wrote {out}")

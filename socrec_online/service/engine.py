@@ -67,6 +67,7 @@ from socrec_online.idmap import IdMap
 from socrec_online.service.decode import DeadLetterReason
 from socrec_online.service.fused import GraphChanges
 from socrec_online.service.heap import freeze_long_lived
+from socrec_online.service.queries import QueryRule, query_scores
 from socrec_online.service.rec_id import rec_id
 from socrec_online.service.state import (
     BOUNCE_MS,
@@ -1161,33 +1162,41 @@ class Engine:
     def _score(
         self, rows: np.ndarray, q: Tensor, now: float, k: int, query_vec: Tensor | None = None
     ) -> _Top:
-        """Top-k per user with the evidence behind each pick; candidates and filters shared by all scorers."""
+        """Top-k per user with the evidence behind each pick; candidates and filters shared by all scorers.
+
+        ``query_vec`` (B, D): the words of a query per user; they decide what matches and the
+        personal score only reorders within (``service/queries.py``).
+        """
         s = self.settings
         b = len(rows)
-        qv = q if query_vec is None else query_vec
-        cand = self._candidates(now, qv, rows)
+        cand = self._candidates(now, q if query_vec is None else query_vec, rows)
         c = len(cand)
         kk = min(k, c)
         if kk == 0 or b == 0:
             return _Top.empty(b)
         dev = self.device
         x = self._item_vecs(cand)  # (C, D)
-        text = torch.mm(qv, x.T, out=self._buf("text", b * c).view(b, c))  # (B, C) cosine
+        text = torch.mm(q, x.T, out=self._buf("text", b * c).view(b, c))  # (B, C) cosine
         key, dec, tag = self._social_keys(rows, cand, now)
         # exp(-sum of followees' decayed weights) per (user, item): 1 where no followee engaged
         damp = self._buf("raw", b * c).zero_().index_add_(0, key, dec).neg_().exp_()  # (B*C,)
         tags = self._buf("tags", b * c).zero_().index_add_(0, key, tag)
         pop = torch.from_numpy(self._popularity(now, cand)).to(dev)  # (C,)
-        fused = self._fused_scores(rows, cand, now, query_vec) if self.model is not None else None
+        fused = self._fused_scores(rows, cand, now) if self.model is not None else None
         if fused is not None:
             score = fused.float().contiguous()  # (B, C)
         else:
             score = torch.mul(text, s.zs_weight_text, out=self._buf("score", b * c).view(b, c))
             score.add_(pop[None, :], alpha=s.zs_weight_popularity)
             score.add_(damp.view(b, c), alpha=-s.zs_weight_social).add_(s.zs_weight_social)  # + w_s * proof
+        mask = self._mask_keys(rows, cand)
+        if query_vec is not None:
+            allowed = torch.ones(b * c, dtype=torch.bool, device=dev)
+            allowed[torch.from_numpy(mask).to(dev)] = False
+            rule = QueryRule(s.query_match_band, s.query_history_weight, s.query_match_floor)
+            score, _ = query_scores(torch.mm(query_vec, x.T), score, allowed.view(b, c), rule)
         # equal scores (e.g. identical texts) rank by id, not by row order, so a restart ranks the same
         score.add_(torch.from_numpy(self.item_tb[cand]).to(dev)[None, :], alpha=_TIE)
-        mask = self._mask_keys(rows, cand)
         if mask.size:
             score.view(-1).index_fill_(0, torch.from_numpy(mask).to(dev), _NEG)
         top_s, top_i = torch.topk(score, kk, dim=1)
@@ -1206,15 +1215,11 @@ class Engine:
             n_like=(tg // 4096).astype(np.int32),
         )
 
-    def _fused_scores(
-        self, rows: np.ndarray, cand: np.ndarray, now: float, query_vec: Tensor | None = None
-    ) -> Tensor | None:
-        """Scores (B, C) from the loaded model; a query replaces the users' interest vectors."""
+    def _fused_scores(self, rows: np.ndarray, cand: np.ndarray, now: float) -> Tensor | None:
+        """Scores (B, C) from the loaded model, for the users' own interest vectors."""
         fn = getattr(self.model, "score_users_items", None)
         if fn is None:
             return None
-        if query_vec is not None:
-            return fn(self, rows, cand, now, interest=query_vec)  # type: ignore[no-any-return]
         return fn(self, rows, cand, now)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ reasons
@@ -1434,7 +1439,8 @@ class Engine:
         return out
 
     def answer_queries(self, queries: Sequence[Query], now: float | None = None) -> list[dict[str, Any]]:
-        """kind "query" payloads: the query text blended with the asker's towers, same filters."""
+        """kind "query" payloads: the query's words decide what matches, the asker's towers reorder
+        within the matches (``service/queries.py``); the same filters as recommendations."""
         self._apply_pending_model()
         if not queries:
             return []
@@ -1446,8 +1452,7 @@ class Engine:
             pos = {t: i for i, t in enumerate(uniq)}
             rows = self._rows_of([qr.user_id for qr in queries])
             u = self._user_vectors(rows)
-            e = emb[[pos[qr.text] for qr in queries]]
-            qv = _normalise(0.75 * e + 0.25 * u)
+            qv = _normalise(emb[[pos[qr.text] for qr in queries]])
             top = self._score(rows, u, now_, self.settings.top_k, query_vec=qv)
         out = []
         ids = self.items.id

@@ -136,7 +136,7 @@ class FusedScorer:
     ) -> Tensor:
         """Fused logits (B, C) for engine user rows (-1 = unknown user) and engine item rows.
 
-        ``interest`` (B, Dt) replaces the users' interest vectors (a query blended with them).
+        ``interest`` (B, Dt) replaces the users' interest vectors.
         """
         st = self.state
         if st is None:

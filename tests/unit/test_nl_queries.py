@@ -74,8 +74,6 @@ def test_the_same_words_get_answers_personalised_by_who_you_follow(encoder: Any)
     bob, carol = eng.answer_queries(ask)
     assert bob["items"][0]["id"] == "j4" and bob["items"][0]["reason"].endswith("; liked by 1 person you follow")
     assert not any("you follow" in e["reason"] for e in carol["items"])
-    score = {(p["user_id"], e["id"]): e["score"] for p in (bob, carol) for e in p["items"]}
-    assert score[("bob", "j4")] - score[("carol", "j4")] > 0.1  # the social proof only bob has
 
 
 def test_the_askers_interest_tower_tilts_the_answer(encoder: Any) -> None:
