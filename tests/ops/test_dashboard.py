@@ -52,6 +52,8 @@ NO_SAMPLES_EXPECTED = {
     "socrec_state_values_skipped_total": "no table value read back is malformed",
     "socrec_misrouted_total": "its producer keys with murmur2: every record is on its owner partition",
     "socrec_input_rereads_total": "no record is handed over twice in this run",
+    "socrec_api_requests_total": "its worker has no SOCREC_API_TOKEN: the read API is off",
+    "socrec_api_request_duration_seconds_bucket": "its worker has no SOCREC_API_TOKEN: the read API is off",
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(180)]
