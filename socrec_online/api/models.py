@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ListKind = Literal["items", "users"]
 MAX_K = 1000
@@ -49,6 +49,13 @@ class QueryRequest(BaseModel):
     k: int | None = Field(
         None, ge=1, le=MAX_K, description="At most this many items (never more than SOCREC_TOP_K); null = top_k."
     )
+
+    @field_validator("text")
+    @classmethod
+    def _has_words(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("text is only whitespace")  # a queries event like it is dead-lettered (empty_text)
+        return text
 
 
 class ApiError(BaseModel):

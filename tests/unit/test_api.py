@@ -151,6 +151,7 @@ def test_queries_are_answered_with_k_and_invalid_bodies_are_400() -> None:
         for bad in (
             {"user_id": "alice"},  # no text
             {"user_id": "alice", "text": ""},
+            {"user_id": "alice", "text": " \n\t"},
             {"user_id": "alice", "text": "jazz", "k": 0},
             {"user_id": "alice", "text": "jazz", "extra": 1},
             {"user_id": "alice", "text": "x" * 65},  # over max_text_bytes
