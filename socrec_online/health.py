@@ -1,4 +1,5 @@
-"""Liveness of a worker: is an agent stuck, and the HTTP answer a probe gets (``GET /healthz``).
+"""Liveness of a worker: is an agent stuck, and the HTTP answer a probe gets (``GET /healthz``);
+and its readiness (``Readiness``, ``GET /readyz``): is its engine restored yet.
 
 Why a separate decision and not just ``socrec_batch_age_seconds``: an idle worker (nothing to
 read) must stay healthy however old its last batch is, and a starting one must not look stuck
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,7 +27,7 @@ import orjson
 
 from socrec_online import metrics
 
-__all__ = ["Health", "HealthCheck", "assess", "set_os_thread_name"]
+__all__ = ["Health", "HealthCheck", "Readiness", "assess", "set_os_thread_name"]
 
 Status = Literal["ok", "stuck"]
 
@@ -113,6 +115,28 @@ class HealthCheck:
         """(HTTP status, JSON body) for ``GET /healthz``: 200 ok, 503 stuck."""
         h = self()
         return h.http_status, h.to_json()
+
+
+class Readiness:
+    """Readiness of a worker (``GET /readyz``): false until its engine is restored from its tables
+    after the first recovery (before that, reads would answer from an empty engine), then true
+    for good. Set on the event loop, read on the metrics server's thread."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+
+    def set(self) -> None:
+        self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def http(self) -> tuple[int, bytes]:
+        """(HTTP status, JSON body): 200 ready, 503 recovering."""
+        if self.ready:
+            return 200, b'{"status": "ready"}'
+        return 503, b'{"status": "recovering", "reason": "the engine is not restored from the tables yet"}'
 
 
 def set_os_thread_name(name: str) -> None:

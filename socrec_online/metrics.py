@@ -198,6 +198,20 @@ AGENT_ERRORS = Counter(
     registry=REGISTRY,
 )
 
+API_REQUESTS = Counter(
+    "socrec_api_requests_total",
+    "Requests to the worker's read API (docs/api.md), by route template and HTTP status code.",
+    ["route", "code"],
+    registry=REGISTRY,
+)
+API_SECONDS = Histogram(
+    "socrec_api_request_duration_seconds",
+    "Time to answer a read API request, by route template (a computed list includes its scoring).",
+    ["route"],
+    buckets=_STAGE_BUCKETS,
+    registry=REGISTRY,
+)
+
 _marks_lock = threading.Lock()
 _marks: dict[str, float] = {}
 

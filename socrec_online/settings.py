@@ -366,11 +366,27 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port (0 = pick a free one).")
     web_host: str = Field(
         "127.0.0.1",
-        description="Bind address of Faust's web server, which the worker keeps off (its views serve table "
-        "state without authentication; health is on metrics_port).",
+        description="Bind address of the worker's read API (docs/api.md; served only when api_token is set). "
+        "Faust's own web server stays off: its views serve table state without authentication.",
     )
     web_port: int = Field(
-        6066, ge=0, le=65535, description="Port of Faust's web server, which the worker keeps off (see web_host)."
+        6066,
+        ge=0,
+        le=65535,
+        description="Port of the worker's read API (see web_host; 0 = a free one, written to the ready file).",
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of the worker's read API (GET /v1/users/{user_id}/recommendations, "
+        "POST /v1/queries); unset = the API is off and nothing listens on web_port.",
+    )
+    api_cache_users: int = Field(
+        100_000,
+        ge=0,
+        le=10_000_000,
+        description="Users whose last published lists (items and who-to-follow) the read API keeps per worker, "
+        "least recently published dropped first; a user not kept gets a list computed at request time. "
+        "Unit: users (0 = keep none).",
     )
     data_dir: Path = Field(Path("./runs"), description="Worker state directory (Faust tables).")
     snapshot_dir: Path = Field(Path("./snapshots"), description="Where model snapshots live.")

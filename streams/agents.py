@@ -35,6 +35,7 @@ import orjson
 from mode import CrashingSupervisor
 
 from socrec_online import metrics
+from socrec_online.api.reads import NotReady
 from socrec_online.events import Click, Comment, Event, ItemPublished, Like, key_of
 from socrec_online.health import set_os_thread_name
 from socrec_online.service.decode import (
@@ -187,10 +188,20 @@ class Pipeline:
         self.shared: Any | None = None  # streams.mirror.StateMirror: the other workers' state
         # is the items partition of this item id still behind? (streams.delivery.items_behind)
         self.items_behind: Callable[[str], bool] = lambda _item: False
+        # told of every payload published (the read API's cache of latest lists, streams/api.py)
+        self.on_publish: Callable[[Sequence[Encoded]], None] | None = None
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def between_batches(self, fn: Callable[..., T], *args: Any) -> T:
+        """One engine call (the read API's) between two batches, never in the middle of one; raises
+        ``NotReady`` before the engine is first restored from the tables."""
+        async with self._lock:
+            if self._restore_pending:
+                raise NotReady("the engine is not restored from the tables yet")
+            return await self._call(fn, *args)
 
     async def restore(self) -> None:
         async with self._lock:
@@ -413,6 +424,8 @@ class Pipeline:
         with metrics.stage("publish"):
             for p in payloads:
                 await self.out.send(self.rec_topic, p.user_id, p.data)
+        if self.on_publish is not None:
+            self.on_publish(payloads)
         now = time.time()
         for p in payloads:
             kind = p.kind

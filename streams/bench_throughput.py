@@ -13,7 +13,10 @@ Phases (each on its own topic prefix and consumer group, same broker, real worke
    interactions at ``rate`` events/s stamped with the wall clock; latency = Kafka timestamp of the
    recommendation - event ts. Item freshness probes run meanwhile: a new item, then a query
    with its text every 100 ms until an answer contains the item; freshness = that answer's
-   publish time - the item event's ts (an upper bound, 100 ms resolution).
+   publish time - the item event's ts (an upper bound, 100 ms resolution). With ``api`` (the
+   default) the worker serves its read API (docs/api.md) and ``API_CLIENTS`` clients GET the
+   recommendations of random users of the catalogue/graph burst throughout the live part:
+   ``api_get_p50_ms``, ``api_get_p99_ms`` (client-side, over loopback HTTP) and ``api_gets``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ from streams.procs import WorkerProcess
 from streams.replay import EventProducer, produce, split_stream
 from streams.topics import required_topics
 
+API_CLIENTS = 4
+API_PAUSE_S = 0.05
+"""Each API client waits this long between answers: ~4 x 20 GETs/s at most, a read load beside the events."""
+API_TOKEN = "bench-read-api"
 PROBE_EVERY_S = 2.0
 PROBE_POLL_S = 0.1
 PROBE_TIMEOUT_S = 5.0
@@ -256,10 +263,35 @@ async def _backlog_phase(
     }
 
 
+async def _poll_api(port: int, users: list[str], seed: int, into: list[float], codes: dict[int, int]) -> None:
+    """GET random users' lists until cancelled; each answer's wall time (seconds) goes ``into``."""
+    import aiohttp
+
+    rng = random.Random(seed)
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    url = f"http://127.0.0.1:{port}/v1/users/{{}}/recommendations"
+    async with aiohttp.ClientSession(headers=headers) as session:
+        while True:
+            t0 = time.perf_counter()
+            async with session.get(url.format(rng.choice(users))) as resp:
+                await resp.read()
+            into.append(time.perf_counter() - t0)
+            codes[resp.status] = codes.get(resp.status, 0) + 1
+            await asyncio.sleep(API_PAUSE_S)
+
+
 async def _latency_phase(
-    broker: ManagedBroker, workdir: Path, device: str, head: list[Event], live: list[Event], rate: float
+    broker: ManagedBroker,
+    workdir: Path,
+    device: str,
+    head: list[Event],
+    live: list[Event],
+    rate: float,
+    api: bool = True,
 ) -> dict[str, Any]:
     env = _env(broker, workdir, "lat.", device)
+    if api:
+        env["SOCREC_API_TOKEN"] = API_TOKEN
     settings = _settings(env)
     await ensure_topics(settings, required_topics(settings))
     worker = WorkerProcess(env, log_path=workdir / "lat.log").start()
@@ -271,6 +303,9 @@ async def _latency_phase(
     found: dict[str, float] = {}  # item id -> freshness seconds
     measuring = {"on": False}
     cpu_samples: list[tuple[float, dict[str, float]]] = []
+    api_s: list[float] = []
+    api_codes: dict[int, int] = {}
+    users = sorted({u for ev in head if (u := getattr(ev, "user_id", None))})
 
     def on_rec(p: dict[str, Any], published: float) -> None:
         src = sent_ts.get(p.get("source_event_id") or "")
@@ -323,10 +358,17 @@ async def _latency_phase(
                 sent_ts[ev.event_id] = ev.ts
 
             sampler = asyncio.create_task(_sample_cpu(worker.pid, broker.pid, cpu_samples))
+            pollers = [
+                asyncio.create_task(_poll_api(int(env["SOCREC_WEB_PORT"]), users, i, api_s, api_codes))
+                for i in range(API_CLIENTS if api and users else 0)
+            ]
             t0 = time.monotonic()
             stats = await produce(producer, live, rate, on_sent=on_sent)
             produce_s = time.monotonic() - t0
             sampler.cancel()
+            for poller in pollers:
+                poller.cancel()
+            await asyncio.gather(*pollers, return_exceptions=True)
             cpu_samples.append(_cpu_sample(worker.pid, broker.pid))
             prober.cancel()
             try:
@@ -348,6 +390,8 @@ async def _latency_phase(
         "achieved_rate": stats.sent / produce_s if produce_s > 0 else 0.0,
         "latency_s": latencies,
         "query_latency_s": query_lat,
+        "api_get_s": api_s,
+        "api_codes": {str(k): v for k, v in sorted(api_codes.items())},
         "freshness_s": fresh,
         "probes": len(probe_items),
         "probes_missed": len(probe_items) - len(found),
@@ -378,7 +422,7 @@ def _by_second(sent_at: list[float], latencies: list[float]) -> list[list[float]
 
 
 async def _bench(
-    events: int, rate: float, latency_events: int, device: str, phases: list[str], workdir: Path
+    events: int, rate: float, latency_events: int, device: str, phases: list[str], workdir: Path, api: bool = True
 ) -> dict[str, Any]:
     ds = load_dataset("synthetic", seed=0)
     head, rest = split_stream(ds)
@@ -411,7 +455,11 @@ async def _bench(
             if result.get("events_per_s"):
                 result["two_workers_ratio"] = round(two["events_per_s"] / result["events_per_s"], 3)
         if "latency" in phases:
-            lat = await _latency_phase(broker, workdir, device, head, interactions[:latency_events], rate)
+            lat = await _latency_phase(broker, workdir, device, head, interactions[:latency_events], rate, api)
+            if api:
+                gets = percentiles_ms(lat["api_get_s"])
+                result.update(api_get_p50_ms=gets.get("p50"), api_get_p99_ms=gets.get("p99"),
+                              api_gets=len(lat["api_get_s"]))  # fmt: skip
             result["latency_ms"] = percentiles_ms(lat["latency_s"])
             fresh = lat["freshness_s"]
             result["item_freshness_ms"] = round(max(fresh) * 1000.0, 1) if fresh else None
@@ -467,6 +515,7 @@ def run_bench(
     out: Path | None = None,
     plot: Path | None = None,
     phases: list[str] | None = None,
+    api: bool = True,
 ) -> int:
     from socrec_online.settings import resolve_device
 
@@ -481,6 +530,7 @@ def run_bench(
                 resolved,
                 phases or ["passthrough", "throughput", "latency"],
                 workdir,
+                api,
             )
         )
     except BaseException:
@@ -532,6 +582,12 @@ def _print_table(r: dict[str, Any]) -> None:
     t.add_row(
         "query latency ms (p50/p95/p99)", "/".join(str(q.get(k, "-")) for k in ("p50", "p95", "p99")), ""
     )
+    if "api_gets" in r:
+        t.add_row(
+            "read API GET ms during the live part (p50/p99, GETs)",
+            f"{r.get('api_get_p50_ms', '-')}/{r.get('api_get_p99_ms', '-')} ({r['api_gets']})",
+            "",
+        )
     f = r.get("item_freshness") or {}
     t.add_row(
         "item freshness ms (p50 / max, probes, missed)",

@@ -74,6 +74,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out=Path(args.out) if args.out else None,
         plot=Path(args.plot) if args.plot else None,
         phases=args.phases.split(","),
+        api=args.api,
     )
 
 
@@ -210,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="JSON output path")
     b.add_argument("--plot", help="PNG latency histogram + throughput over time")
     b.add_argument("--phases", default="passthrough,throughput,latency")
+    b.add_argument("--api", action=argparse.BooleanOptionalAction, default=True,
+                   help="latency phase: GET the read API meanwhile (api_get_p50_ms, api_get_p99_ms)")  # fmt: skip
     b.set_defaults(fn=cmd_bench)
 
     rb = sub.add_parser("bench-reliability", help="kill -9 recovery, poison input, sustained load (long variants)")

@@ -1,6 +1,6 @@
-"""The worker's operational HTTP routes on its metrics server: ``/healthz`` and ``/debug/state``.
+"""The worker's operational HTTP routes on its metrics server: ``/healthz``, ``/readyz`` and ``/debug/state``.
 
-Both run on the metrics server's thread, not the event loop, so a probe gets an answer while
+All run on the metrics server's thread, not the event loop, so a probe gets an answer while
 the agent is stuck. ``/debug/state`` (off unless ``SOCREC_DEBUG_STATE_ROUTE``) hops onto the
 event loop and takes the pipeline's batch lock, so it sees the state between two batches,
 never half of one; it is what the reliability tests compare with their replay oracle.
@@ -17,7 +17,7 @@ import faust
 import orjson
 
 from socrec_online import metrics
-from socrec_online.health import HealthCheck
+from socrec_online.health import HealthCheck, Readiness
 from socrec_online.settings import Settings
 from streams.tables import snapshot_tables
 
@@ -28,6 +28,13 @@ def install_health_route(settings: Settings) -> HealthCheck:
     check = HealthCheck(settings.health_stuck_after_s)
     metrics.add_route("/healthz", check.http)
     return check
+
+
+def install_ready_route() -> Readiness:
+    """``GET /readyz``: 503 until the returned flag is set (the pipeline's first restore), then 200."""
+    readiness = Readiness()
+    metrics.add_route("/readyz", readiness.http)
+    return readiness
 
 
 async def state_dump(pipeline: Any) -> dict[str, Any]:

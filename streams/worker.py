@@ -24,14 +24,18 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 import socrec_online
 from socrec_online import metrics
+from socrec_online.api.auth import api_token
+from socrec_online.broker import free_port
+from socrec_online.health import Readiness
 from socrec_online.logs import CounterDeltas, configure_logging, describe_assignment, logging_config
 from socrec_online.service.remote import STOP_TIMEOUT_S as ENGINE_STOP_TIMEOUT_S
 from socrec_online.settings import Settings
 from streams.admin import TopicMismatchError, ensure_topics
 from streams.agents import Passthrough, Pipeline, register_agent
+from streams.api import api_server
 from streams.app import create_app
 from streams.delivery import harden_consumer, items_behind
-from streams.liveness import install_health_route, install_state_route
+from streams.liveness import install_health_route, install_ready_route, install_state_route
 from streams.offsets_guard import register_offsets_guard
 from streams.output import OutputProducer
 from streams.recovery_guard import register_recovery_guard
@@ -74,14 +78,18 @@ def build(
     engine: Any | None = None,
     ready_file: Path | None = None,
     metrics_port: int | None = None,
+    readiness: Readiness | None = None,
 ) -> tuple[faust.App, Topics, Pipeline | Passthrough]:
-    """The Faust app with its topics, tables and agent, ready for ``faust.Worker``."""
+    """The Faust app with its topics, tables and agent, ready for ``faust.Worker``; ``readiness``
+    (``GET /readyz``, the read API) is set once the engine is restored from the tables."""
     app = create_app(settings, app_id=f"{settings.app_id}-passthrough" if passthrough else None)
     topics = declare_topics(app, settings)
     harden_consumer(app, topics.inputs.topics)
     app.sensors.add(CommitSensor())
 
     def ready() -> None:
+        if readiness is not None:
+            readiness.set()
         if ready_file is not None:
             _write_ready(
                 ready_file,
@@ -227,7 +235,8 @@ def run_worker(
     ready_file: Path | None = None,
     loglevel: str | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit code (2 = topics do not fit, 3 = Kafka unusable).
+    """Run until SIGTERM/SIGINT; returns the exit code (2 = topics do not fit, 3 = Kafka unusable,
+    4 = the read API cannot listen on SOCREC_WEB_HOST:SOCREC_WEB_PORT).
 
     ``loglevel`` overrides ``SOCREC_LOG_LEVEL``; the format is ``SOCREC_LOG_FORMAT``.
     """
@@ -257,7 +266,31 @@ def run_worker(
     port = metrics.start_metrics_server(settings.metrics_host, settings.metrics_port)
     print(f"socrec worker: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
     install_health_route(settings)  # GET /healthz: 200 ok, 503 stuck (socrec_online/health.py)
-    app, _topics, handler = build(settings, passthrough=passthrough, ready_file=ready_file, metrics_port=port)
+    readiness = install_ready_route()  # GET /readyz: 503 until the engine is restored, then 200
+    serve_api = api_token(settings) is not None and not passthrough
+    if serve_api and settings.web_port == 0:  # the ready file tells the port
+        settings = settings.model_copy(update={"web_port": free_port(settings.web_host)})
+    app, _topics, handler = build(
+        settings, passthrough=passthrough, ready_file=ready_file, metrics_port=port, readiness=readiness
+    )
+    api = api_server(settings, handler, readiness) if serve_api and isinstance(handler, Pipeline) else None
+    if api is not None and isinstance(handler, Pipeline):
+        try:
+            loop.run_until_complete(api.start())  # listens before Faust starts: 503 until ready
+        except OSError as exc:
+            print(f"socrec worker: cannot serve the read API on {settings.web_host}:{settings.web_port}: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            handler.close()
+            metrics.stop_metrics_server()
+            return 4
+        print(f"socrec worker: read API on http://{settings.web_host}:{api.port}/v1/ (docs/api.md)", flush=True)
+
+        stop_api = api.stop
+
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def _stop_api(sender: Any, **kwargs: Any) -> None:
+            await stop_api()
+
     worker = faust.Worker(
         app,
         loop=loop,

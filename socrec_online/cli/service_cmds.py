@@ -235,6 +235,9 @@ def bench_throughput_cmd(
         help="Subset of the phases to run: passthrough, throughput, two-workers (the same backlog drained by "
         "two worker processes of one app), latency.",
     ),
+    api: Annotated[
+        bool, typer.Option("--api/--no-api", help="Latency phase: GET the read API meanwhile (api_get_*_ms).")
+    ] = True,
 ) -> None:
     """Full pipeline vs pass-through events/s, latency p50/p95/p99 at --rate, item freshness."""
     args = [
@@ -247,4 +250,5 @@ def bench_throughput_cmd(
         str(latency_events),
     ]
     args += ["--device", device, "--phases", phases, *_opt("--out", out), *_opt("--plot", plot)]
+    args.append("--api" if api else "--no-api")
     exec_streams(*args)

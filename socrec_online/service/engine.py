@@ -403,6 +403,31 @@ class Engine:
     def knows_item(self, item_id: str) -> bool:
         return item_id in self.item_state
 
+    # ------------------------------------------------------------------ reads (the HTTP API)
+    def recommend_now(self, user_id: str, kind: Literal["items", "users"] = "items") -> dict[str, Any] | None:
+        """One user's list of ``kind`` scored now (source_event_id None), or None for a user the engine
+        does not know. A read: the list is not remembered as shown (the online hit ratio counts what
+        was published), and nothing else the worker keeps or publishes changes."""
+        if user_id not in self.users:
+            return None
+        shown = self._last_recs.get(user_id)
+        payloads = self.recommend_many([user_id], who_to_follow=kind == "users")
+        if shown is None:
+            self._last_recs.pop(user_id, None)
+        else:
+            self._last_recs[user_id] = shown
+        return next(p for p in payloads if p["kind"] == kind)
+
+    def answer_now(self, user_id: str, text: str, k: int | None = None) -> dict[str, Any] | None:
+        """A kind "query" payload for ``text`` asked by ``user_id`` (at most ``k`` items), or None for
+        a user the engine does not know. A read like ``recommend_now``: no event, no state change."""
+        if user_id not in self.users:
+            return None
+        payload = self.answer_queries([Query(event_id="", user_id=user_id, ts=self.clock, text=text)])[0]
+        items = payload["items"][:k] if k is not None else payload["items"]
+        ids = (str(i["id"]) for i in items)
+        return {**payload, "items": items, "source_event_id": None, "rec_id": rec_id(None, user_id, "query", ids)}
+
     def stats(self) -> dict[str, int]:
         return {
             "users": len(self.users),

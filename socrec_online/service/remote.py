@@ -250,6 +250,16 @@ class RemoteEngine:
         result: dict[str, int] = self.call("stats")
         return result
 
+    def recommend_now(self, user_id: str, kind: str = "items") -> dict[str, Any] | None:
+        """``Engine.recommend_now`` in the engine process (the HTTP API's reads)."""
+        result: dict[str, Any] | None = self.call("recommend_now", user_id, kind)
+        return result
+
+    def answer_now(self, user_id: str, text: str, k: int | None = None) -> dict[str, Any] | None:
+        """``Engine.answer_now`` in the engine process."""
+        result: dict[str, Any] | None = self.call("answer_now", user_id, text, k)
+        return result
+
     def __getattr__(self, name: str) -> Callable[..., Any]:
         """Any other public engine method (e.g. ``load_snapshot(path)``), with JSON arguments."""
         if name.startswith("_"):

@@ -53,6 +53,8 @@ NO_SAMPLES_EXPECTED = {
     "socrec_misrouted_total": "its producer keys with murmur2: every record is on its owner partition",
     "socrec_input_rereads_total": "no record is handed over twice in this run",
     "socrec_state_trimmed_total": "no table value reaches its byte bound",
+    "socrec_api_requests_total": "its worker has no SOCREC_API_TOKEN: the read API is off",
+    "socrec_api_request_duration_seconds_bucket": "its worker has no SOCREC_API_TOKEN: the read API is off",
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(180)]

@@ -73,7 +73,7 @@ def test_batch_age_grows_until_marked() -> None:
 
 
 def test_no_metric_is_labelled_by_an_id() -> None:
-    allowed = {"topic", "outcome", "reason", "stage", "kind", "version", "agent", "table"}
+    allowed = {"topic", "outcome", "reason", "stage", "kind", "version", "agent", "table", "route", "code"}
     for collector in list(metrics.REGISTRY._collector_to_names):
         labels = set(getattr(collector, "_labelnames", ()))
         assert labels <= allowed, (collector, labels)
