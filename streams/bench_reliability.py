@@ -12,7 +12,7 @@ Scenarios (each returns plain JSON-able figures; the tests assert on them, the b
   record read back from the source topics): 0 differing keys, 0 lost, 0 doubled.
 - :func:`graceful_scenario`: SIGTERM under load: exit time, committed offsets against what the
   changelog says was applied, then a restart and the same oracle comparison.
-- :func:`poison_scenario`: thousands of bad records of every kind interleaved with good ones:
+- :func:`poison_scenario` (``streams/bench_poison.py``): bad records of every kind interleaved with good ones:
   every bad one in ``dead-letters`` with its reason and origin, every good one applied, the
   same worker process throughout.
 - :func:`load_scenario`: a fixed rate for a bounded duration over a bounded key space: lag,
@@ -56,6 +56,8 @@ from socrec_online.events import (
 )
 from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
+from streams import bench_hostile
+from streams.bench_poison import answered_stream, poison_records, poison_scenario, table_of
 from streams.observe import OutputWatcher, events_done, percentiles, percentiles_ms, scrape
 from streams.procs import WorkerProcess
 from streams.replay import EventProducer, ProduceStats, produce
@@ -79,6 +81,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp: float
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     def json(self) -> Any:
         return orjson.loads(self.value) if self.value else None
@@ -112,7 +115,7 @@ async def read_topics(settings: Settings, names: Iterable[str], timeout: float =
             batch = await c.getmany(*tps, timeout_ms=300, max_records=5000)
             for tp, msgs in batch.items():
                 for m in msgs:
-                    out.append(Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp / 1000))
+                    out.append(Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp / 1000, tuple(m.headers or ())))
             if not batch:
                 positions = [await c.position(tp) for tp in tps]
                 if all(p >= end[tp] for p, tp in zip(positions, tps, strict=True)):
@@ -272,6 +275,9 @@ class Rig:
 
     async def dead_letters(self) -> list[Record]:
         return await read_topics(self.settings, [self.topic("dead-letters")])
+
+    async def recommendations(self) -> list[Record]:
+        return await read_topics(self.settings, [self.topic("recommendations")])
 
     async def changelog_records(self) -> dict[str, list[tuple[Record, str]]]:
         """Every changelog record per table, with its key decoded (fence records left out)."""
@@ -499,10 +505,6 @@ def make_stream(n_events: int, *, partitions: int, seed: int = 0, tag: str = "s"
 
 
 # ----------------------------------------------------------------------------- the oracle
-def _table_of(topic: str) -> str:
-    return "items" if topic == "items" else "social" if topic == "follows" else "activity"
-
-
 def replay_oracle(
     records: list[Record], settings: Settings, text_model: Path | None, prefix: str = ""
 ) -> tuple[dict[str, dict[str, Any]], dict[str, int], list[tuple[str, str, str]]]:
@@ -527,7 +529,7 @@ def replay_oracle(
         except DecodeError:
             continue
         events.append(ev)
-        owners.append((_table_of(base), key_of(ev), ev.event_id))
+        owners.append((table_of(base), key_of(ev), ev.event_id))
     tables: dict[str, dict[str, Any]] = {t: {} for t in Engine.TABLES}
     for i in range(0, len(events), 512):
         res = engine.learn_many(events[i : i + 512])
@@ -794,7 +796,7 @@ async def graceful_scenario(
             eid = v["event_id"]
         except (ValueError, KeyError, TypeError):
             continue
-        ids = set((applied_state.get(_table_of(base), {}).get(key) or {}).get("ids") or ())
+        ids = set((applied_state.get(table_of(base), {}).get(key) or {}).get("ids") or ())
         below = r.offset < committed.get((r.topic, r.partition), 0)
         if eid in ids and not below:
             applied_beyond_commit += 1
@@ -821,149 +823,6 @@ async def graceful_scenario(
         "lost_dead_lettered": await _dead_lettered_reasons(rig, lost_ids),
         "events": len(records),
         **verdict,
-    }
-
-
-def poison_records(
-    n_bad: int, *, users: list[str], items: list[str], seed: int = 0
-) -> list[tuple[str, str | None, bytes, str]]:
-    """``n_bad`` bad records of every kind: (base topic, key, value, the dead-letter reason expected)."""
-    rng = random.Random(seed)
-    now = time.time()
-    huge_text = "x" * 10_000  # > max_text_bytes (8192), < max_payload_bytes
-    huge_payload = "y" * 70_000  # > max_payload_bytes (65536)
-
-    def click(**kw: Any) -> bytes:
-        base: dict[str, Any] = {"event_id": f"bad-{rng.random()}", "user_id": rng.choice(users),
-                                "item_id": rng.choice(items), "ts": now}  # fmt: skip
-        base.update(kw)
-        return orjson.dumps({k: v for k, v in base.items() if v is not _DROP})
-
-    kinds: list[tuple[str, Callable[[int], tuple[str, str | None, bytes]], str]] = [
-        ("bad_json", lambda k: ("clicks", "u", b'{"event_id": "b%d", "user_id": ' % k), "bad_json"),
-        ("not_object", lambda k: ("likes", "u", b"[1, 2, %d]" % k), "not_object"),
-        ("wrong_type", lambda k: ("clicks", "u", click(ts="yesterday")), "wrong_type"),
-        ("wrong_type_bool", lambda k: ("likes", "u", click(undo="yes")), "wrong_type"),
-        ("missing_field", lambda k: ("clicks", "u", click(item_id=_DROP)), "missing_field"),
-        ("unknown_item", lambda k: _keyed("clicks", click(item_id=f"no-such-item-{k}")), "unknown_item"),
-        ("nan", lambda k: ("clicks", "u", click().replace(b'"ts":', b'"ts":NaN,"x":')), "not_finite"),
-        ("infinity", lambda k: ("likes", "u", click().replace(b'"ts":', b'"ts":1e999,"x":')), "not_finite"),
-        ("huge_text", lambda k: ("comments", "u", click(text=huge_text)), "text_too_long"),
-        ("huge_payload", lambda k: ("items", "i", orjson.dumps(
-            {"event_id": f"hp{k}", "item_id": f"hp{k}", "ts": now, "text": huge_payload})), "payload_too_large"),
-        ("bad_utf8", lambda k: ("profiles", "u", b'{"event_id": "\xff\xfe%d", "user_id": "u", "ts": 1, "text": "a"}' % k),
-         "bad_utf8"),
-        ("lone_surrogate", lambda k: ("queries", "u", b'{"event_id": "q%d", "user_id": "\\ud800", "ts": 1, "text": "a"}' % k),
-         "bad_utf8"),
-        ("self_follow", lambda k: ("follows", f"sf{k}", orjson.dumps(
-            {"event_id": f"sf{k}", "user_id": f"sf{k}", "target_id": f"sf{k}", "ts": now})), "self_follow"),
-        ("empty_payload", lambda k: ("clicks", "u", b""), "empty_payload"),
-        ("empty_id", lambda k: ("clicks", "u", click(user_id="")), "empty_id"),
-        ("id_too_long", lambda k: ("clicks", "u", click(user_id="u" * 300)), "id_too_long"),
-        ("bad_timestamp", lambda k: ("clicks", "u", click(ts=now * 1000.0)), "bad_timestamp"),
-        ("negative_dwell", lambda k: ("clicks", "u", click(dwell_ms=-5)), "out_of_range"),
-        ("empty_query", lambda k: ("queries", "u", orjson.dumps(
-            {"event_id": f"eq{k}", "user_id": "u", "ts": now, "text": "   "})), "empty_text"),
-    ]  # fmt: skip
-    out: list[tuple[str, str | None, bytes, str]] = []
-    for k in range(n_bad):
-        _name, make, reason = kinds[k % len(kinds)]
-        topic, key, value = make(k)
-        out.append((topic, key, value, reason))
-    rng.shuffle(out)
-    return out
-
-
-_DROP = object()
-
-
-def _keyed(topic: str, value: bytes) -> tuple[str, str | None, bytes]:
-    """A record keyed by its own user id, as a well-behaved producer keys it (only the value is bad)."""
-    return topic, str(orjson.loads(value)["user_id"]), value
-
-
-async def poison_scenario(
-    rig: Rig,
-    good: list[Event],
-    n_bad: int,
-    *,
-    seed: int = 0,
-    timeout: float = 180.0,
-) -> dict[str, Any]:
-    """Bad records interleaved with ``good`` ones: where every one of them ended up."""
-    await rig.ensure_topics()
-    await asyncio.to_thread(rig.start)
-    pid = rig.pid
-    m0 = await asyncio.to_thread(rig.metrics)
-    start_time = m0.get("process_start_time_seconds")
-    users = sorted({getattr(e, "user_id", "u") for e in good if hasattr(e, "user_id")}) or ["u"]
-    items = sorted({e.item_id for e in good if isinstance(e, ItemPublished)}) or ["i"]
-    bad = poison_records(n_bad, users=users, items=items, seed=seed)
-    head = [e for e in good if isinstance(e, ItemPublished)]
-    rest = [e for e in good if not isinstance(e, ItemPublished)]
-    from socrec_online.events import to_dict, topic_of
-
-    good_recs = [(topic_of(e), key_of(e), orjson.dumps(to_dict(e)), None) for e in head]
-    mixed: list[tuple[str, str | None, bytes, str | None]] = list(good_recs)
-    # interleave: each good interaction followed by its share of bad ones
-    per = max(1, len(bad) // max(1, len(rest)))
-    b = 0
-    for e in rest:
-        mixed.append((topic_of(e), key_of(e), orjson.dumps(to_dict(e)), None))
-        mixed.extend(bad[b : b + per])
-        b += per
-    mixed.extend(bad[b:])
-    t0 = time.monotonic()
-    metas = await rig.produce_raw((t, k, v) for t, k, v, _r in mixed)
-    expected: dict[tuple[str, int, int], str] = {}
-    for (topic, _k, _v, reason), md in zip(mixed, metas, strict=True):
-        if reason is not None:
-            expected[(topic, md.partition, md.offset)] = reason
-    good_ids = {(_table_of(topic_of(e)), key_of(e), e.event_id) for e in good}
-    deadline = time.monotonic() + timeout
-    routed: dict[tuple[str, int, int], str] = {}
-    repeated = 0  # dead letters of an origin already dead-lettered: a record re-read and handled twice
-    applied: set[str] = set()
-    while time.monotonic() < deadline:
-        routed, repeated = {}, 0
-        for r in await rig.dead_letters():
-            d = r.json()
-            origin = (d["topic"], int(d["partition"]), int(d["offset"]))
-            repeated += origin in routed
-            routed[origin] = d["reason"]
-        state = await asyncio.to_thread(rig.state)
-        if state is not None:
-            applied = {
-                eid
-                for table, key, eid in good_ids
-                if eid in set((state["tables"].get(table, {}).get(key) or {}).get("ids") or ())
-            }
-        if len(routed) >= len(expected) and len(applied) == len(good_ids):
-            break
-        await asyncio.sleep(1.0)
-    seconds = time.monotonic() - t0
-    m1 = await asyncio.to_thread(rig.metrics)
-    agent_errors = sum(v for k, v in m1.items() if k.startswith("socrec_agent_errors_total"))
-    wrong_reason = {k: (v, routed.get(k)) for k, v in expected.items() if k in routed and routed[k] != v}
-    missing = [k for k in expected if k not in routed]
-    by_reason: dict[str, int] = {}
-    for reason in expected.values():
-        by_reason[reason] = by_reason.get(reason, 0) + 1
-    return {
-        "bad_inputs": len(expected),
-        "dead_lettered": sum(1 for k in expected if k in routed),
-        "dead_lettered_right_reason": sum(1 for k, v in expected.items() if routed.get(k) == v),
-        "dead_letters_repeated": repeated,
-        "missing_examples": missing[:10],
-        "wrong_reason_examples": list(wrong_reason.items())[:10],
-        "good": len(good_ids),
-        "good_applied": len(applied),
-        "by_reason": by_reason,
-        "agent_errors": agent_errors,
-        "same_process": rig.worker is not None and rig.worker.alive() and rig.pid == pid
-        and m1.get("process_start_time_seconds") == start_time,
-        "agent_restarts": int(agent_errors) + (0 if rig.pid == pid and rig.worker and rig.worker.alive() else 1),
-        "seconds": seconds,
     }
 
 
@@ -1144,10 +1003,16 @@ def _tiny_model(workdir: Path) -> Path:
 
 async def _bench(
     *, kills: int, events: int, duration_s: float, rate: float, load_rate: float, bad: int,
-    workdir: Path, text_model: Path | None, log: Callable[[str], None],
+    fuzz_seconds: int, workdir: Path, text_model: Path | None, log: Callable[[str], None],
 ) -> dict[str, Any]:  # fmt: skip
     oracle_model = _tiny_model(workdir)  # the oracle only needs tables, not embeddings
     result: dict[str, Any] = {"cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}
+    log("boundary cases through the service path, in process")
+    bounds = await asyncio.to_thread(bench_hostile.run_boundaries, Settings(device="cpu"), oracle_model)
+    fuzz: dict[str, Any] | None = None
+    if fuzz_seconds > 0:
+        log(f"fuzzing the service path for {fuzz_seconds} s")
+        fuzz = await asyncio.to_thread(bench_hostile.run_fuzz, fuzz_seconds, workdir)
     kind = Settings().broker
     broker = make_broker(kind, data_dir=workdir / "kafka", log_path=workdir / "broker.log")
     result.update({"broker": broker.name, "broker_version": broker.version})
@@ -1165,7 +1030,7 @@ async def _bench(
         log(f"poison: {bad} bad records")
         poison_rig = Rig(broker.bootstrap, workdir / "poison", "poison.", text_model=text_model, broker_kind=kind)
         try:
-            good = make_stream(max(200, bad // 4), partitions=3, seed=2, tag="pg")
+            good = answered_stream(max(200, bad // 5), seed=2, tag="pg")  # each answer checkable
             poison = await poison_scenario(poison_rig, good, bad, seed=2, timeout=600)
         finally:
             await asyncio.to_thread(poison_rig.stop)
@@ -1187,6 +1052,8 @@ async def _bench(
         "bad_inputs": poison["bad_inputs"],
         "dead_lettered": poison["dead_lettered"],
         "dead_letters_repeated": poison["dead_letters_repeated"],
+        "good_answered": poison["good_answered"],
+        "good_answerable": poison["good_answerable"],
         "agent_restarts": poison["agent_restarts"],
         "recovery_seconds_p95": round(float(percentiles(rec, (95,))["p95"]), 2) if rec else None,
         "rss_growth_ratio": round(load["rss_growth_ratio"], 3) if load["rss_growth_ratio"] else None,
@@ -1195,6 +1062,9 @@ async def _bench(
         "load": {k: v for k, v in load.items() if k != "series"},
         "load_series": load["series"],
         "load_avg_end": os.getloadavg()[0],
+        **bench_hostile.summary(bounds, fuzz, poison, load),
+        "boundaries": bounds,
+        "fuzz": fuzz,
     })  # fmt: skip
     return result
 
@@ -1207,6 +1077,7 @@ def run_bench(
     rate: float = 200.0,
     load_rate: float = 200.0,
     bad: int = 5000,
+    fuzz_seconds: int = 60,
     tiny_model: bool = False,
     out: Path | None = None,
     plot: Path | None = None,
@@ -1224,7 +1095,7 @@ def run_bench(
         result = asyncio.run(
             _bench(
                 kills=kills, events=events, duration_s=duration_s, rate=rate, load_rate=load_rate,
-                bad=bad, workdir=workdir, text_model=text_model, log=log,
+                bad=bad, fuzz_seconds=fuzz_seconds, workdir=workdir, text_model=text_model, log=log,
             )
         )
     except BaseException:
@@ -1242,7 +1113,8 @@ def run_bench(
     _print_table(result)
     ok = result["lost"] == 0 and result["doubled"] == 0 and result["differing_keys"] == 0
     ok = ok and result["dead_lettered"] == result["bad_inputs"] and result["agent_restarts"] == 0
-    ok = ok and result["dead_letters_repeated"] == 0
+    ok = ok and result["dead_letters_repeated"] == 0 and result["good_answered"] == result["good_answerable"]
+    ok = ok and bench_hostile.passed(result)
     if ok:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
@@ -1285,6 +1157,7 @@ def _print_table(r: dict[str, Any]) -> None:
     t.add_row("recovery after kill -9, p95 s", str(r["recovery_seconds_p95"]), "")
     t.add_row("bad inputs / dead-lettered", f"{r['bad_inputs']} / {r['dead_lettered']}", "equal")
     t.add_row("dead letters repeated", str(r["dead_letters_repeated"]), "0")
+    t.add_row("good events answered / answerable", f"{r['good_answered']} / {r['good_answerable']}", "equal")
     t.add_row("agent restarts", str(r["agent_restarts"]), "0")
     load = r["load"]
     t.add_row(
@@ -1293,8 +1166,8 @@ def _print_table(r: dict[str, Any]) -> None:
         "",
     )
     t.add_row("RSS growth after warm-up", str(r["rss_growth_ratio"]), "~1.0")
-    half = load.get("rss_growth_second_half")
-    t.add_row("RSS growth over the second half", "-" if half is None else f"{half:.3f}", "~1.0")
+    for row in bench_hostile.table_rows(r):
+        t.add_row(*row)
     lat = load.get("latency_ms") or {}
     t.add_row("latency ms p50/p95/p99", "/".join(str(lat.get(k)) for k in ("p50", "p95", "p99")), "")
     Console().print(t)

@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--duration-s", type=float, default=300.0, help="seconds of the sustained-load phase")
     rb.add_argument("--load-rate", type=float, default=200.0, help="events/s of the sustained-load phase")
     rb.add_argument("--bad", type=int, default=5000, help="bad records of the poison phase")
+    rb.add_argument("--fuzz-seconds", type=int, default=60, help="seconds of fuzzing the service path (0: none)")
     rb.add_argument("--tiny-model", action="store_true", help="a tiny random text model instead of MiniLM")
     rb.add_argument("--out", help="JSON output path")
     rb.add_argument("--plot", help="PNG: lag and worker RSS over the sustained-load phase")
@@ -265,6 +266,7 @@ def cmd_bench_reliability(args: argparse.Namespace) -> int:
         duration_s=args.duration_s,
         load_rate=args.load_rate,
         bad=args.bad,
+        fuzz_seconds=args.fuzz_seconds,
         tiny_model=args.tiny_model,
         out=Path(args.out) if args.out else None,
         plot=Path(args.plot) if args.plot else None,

@@ -185,15 +185,19 @@ def bench_reliability_cmd(
     ] = 300.0,
     load_rate: Annotated[float, typer.Option("--load-rate", help="Events/s of the sustained load.")] = 200.0,
     bad: Annotated[int, typer.Option("--bad", help="Bad records of the poison phase.")] = 5000,
+    fuzz_seconds: Annotated[
+        int, typer.Option("--fuzz-seconds", help="Seconds of fuzzing the service path (0: none).")
+    ] = 60,
     tiny_model: Annotated[
         bool, typer.Option("--tiny-model", help="A tiny random text model instead of MiniLM.")
     ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="JSON output path.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG: lag and RSS under load.")] = None,
 ) -> None:
-    """kill -9 recovery vs a replay oracle, poison input, sustained load: lost, doubled, RSS growth."""
+    """kill -9 recovery vs a replay oracle, poison input, boundary and fuzz inputs, sustained load: lost, doubled, crashes, RSS."""
     args = ["bench-reliability", "--kills", str(kills), "--events", str(events), "--rate", str(rate)]
     args += ["--duration-s", str(duration_s), "--load-rate", str(load_rate), "--bad", str(bad)]
+    args += ["--fuzz-seconds", str(fuzz_seconds)]
     args += [*_opt("--out", out), *_opt("--plot", plot)]
     if tiny_model:
         args.append("--tiny-model")
