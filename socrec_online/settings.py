@@ -319,7 +319,7 @@ class Settings(BaseSettings):
         le=256,
         description="LoRA rank on the text tower during fine-tuning (0 = text tower frozen; the fusion head's text "
         "projections still adapt). 4 is a good GPU setting; on CPU it made a fine-tune 6x slower for no gain "
-        "(README, Online learning), and workers re-encode every item at each swap of a LoRA snapshot.",
+        "(docs/quality.md, Online learning), and workers re-encode every item at each swap of a LoRA snapshot.",
     )
     trainer_nice: int = Field(
         19,
@@ -421,7 +421,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def settings_table() -> str:
-    """Markdown table of every setting (env var, type, default, bounds, description) for the README."""
+    """Markdown table of every setting (env var, type, default, bounds, description) for docs/settings.md."""
     import annotated_types
 
     rows = ["| env var | type | default | bounds | description |", "|---|---|---|---|---|"]
