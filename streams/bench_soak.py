@@ -1,7 +1,7 @@
 """``python -m streams.bench_soak``: does the engine's memory level off over a long live stream?
 
 Why: a soak test through the embedded broker stops measuring the worker after ~10 minutes (the
-broker's request cost grows with what it holds: README, 'The embedded broker'). The engine process
+broker's request cost grows with what it holds: docs/reliability.md, 'The embedded broker'). The engine process
 holds the state that could grow, so this feeds the same bounded-key stream as
 ``socrec bench reliability``'s load phase (300 users, 500 items, clicks/likes/undos/comments) straight
 into an in-process engine, in micro-batches, with a simulated clock at ``--rate`` events/s: hours of

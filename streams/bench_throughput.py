@@ -448,7 +448,7 @@ async def _bench(
             result["events_per_s"] = round(tp["events_per_s"], 1)
             result["throughput"] = tp
         if "two-workers" in phases:
-            # same backlog, two worker processes of one app: the scale-out path (README 'Scaling')
+            # same backlog, two worker processes of one app: the scale-out path (docs/architecture.md, 'Scale-out')
             two = await _backlog_phase(broker, workdir, "tw.", device, backlog, passthrough=False, workers=2)
             result["two_workers"] = two
             result["two_workers_events_per_s"] = round(two["events_per_s"], 1)

@@ -41,7 +41,7 @@ class OnlineBenchConfig:
     batch: int = 100  # micro-batch (events) between prequential checks
     finetune_every: int = 1000  # events between fine-tunes
     steps: int = 30  # optimizer steps per fine-tune
-    lora_r: int = 0  # LoRA rank on the text tower (0 = frozen text tower; see the README for the cost)
+    lora_r: int = 0  # LoRA rank on the text tower (0 = frozen text tower; see docs/quality.md for the cost)
     recent_size: int = 2000  # the replay window (small relative to the stream, so forgetting can show)
     reservoir_size: int = 4000
     gate_tolerance: float = 0.005

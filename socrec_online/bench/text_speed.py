@@ -90,7 +90,7 @@ def measure_encode(
             v32 = vecs
         else:
             out[name].update(_agreement(v32, vecs, cosine_sample, seed))
-    if isinstance(out.get("int8"), dict):  # flat keys kept for the README table
+    if isinstance(out.get("int8"), dict):  # flat keys kept for the docs' table
         out["cosine_fp32_int8"] = {"mean": out["int8"]["cosine_mean"], "min": out["int8"]["cosine_min"]}
         out["rank_overlap@10"] = out["int8"].get("rank_overlap@10")
     return out

@@ -41,7 +41,7 @@ def bench_sentiment_cmd(
     seeds: str = typer.Option(
         "2020,2021,2022", "--seeds",
         help="Synthetic seeds of the ranking ablation. The per-seed difference spreads by ~0.002-0.003: "
-        "the README's figures use 200 ($(seq -s, 2020 2219), ~8 min per 100 seeds and core).",
+        "docs/quality.md's figures use 200 ($(seq -s, 2020 2219), ~8 min per 100 seeds and core).",
     ),
     comment_share: float = typer.Option(
         0.1, "--comment-share", help="Synthetic: share of engagements followed by a comment (generator default 0.1)."

@@ -9,7 +9,7 @@ follower does not copy an item its followee panned in a (visible) comment (``ski
 ``aversions`` (off by default, so every other bench's figures stand) adds dislikes INSIDE a
 user's favourite topic: words the user turns out not to stand, learned from experience. Without
 it every disliked item is off the user's taste, far from what a recommender puts in their list,
-so "this is awful lowers the item and its neighbours" has little to act on (README, "Sentiment").
+so "this is awful lowers the item and its neighbours" has little to act on (docs/quality.md, "Sentiment").
 ``meta["enjoys"]`` (U, I) is the ground truth a comment's sign follows.
 """
 

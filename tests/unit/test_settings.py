@@ -48,7 +48,7 @@ def test_docs_settings_table_is_current() -> None:
 
     path = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
     text = path.read_text(encoding="utf-8")
-    start = text.find("| env var |")
+    start = text.find("\n| env var |")  # the table's header row, at the start of a line
     assert start >= 0, "docs/settings.md has no settings table"
     assert text[start:].strip() == settings_table().strip(), (
         "docs/settings.md is stale: regenerate its table with `socrec config --table` (the command is in its header)"
