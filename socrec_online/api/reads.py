@@ -78,11 +78,12 @@ class ReadService:
         self.clock = clock
 
     def _listing(self, payload: dict[str, Any], source: str) -> Reply:
-        age = max(0.0, self.clock() - float(payload["ts"])) if source == "published" else 0.0
+        age = max(0.0, self.clock() - float(payload["ts"]))
         return _ok(RecommendationList.model_validate({**payload, "age_s": age, "source": source}))
 
-    async def _computed(self, read: Awaitable[dict[str, Any] | None]) -> Reply:
-        """The answer of an engine read: 200, 404 for an unknown user, 503 not ready or busy."""
+    @staticmethod
+    async def _engine_read(read: Awaitable[dict[str, Any] | None]) -> dict[str, Any] | Reply:
+        """An engine read's payload, or the error reply: 404 unknown user, 503 not ready or busy."""
         try:
             payload = await read
         except NotReady:
@@ -91,7 +92,11 @@ class ReadService:
             return BUSY
         if payload is None:
             return _error(404, "not_found", "the engine knows no user with this id")
-        return self._listing(payload, "computed")
+        return payload
+
+    async def _computed(self, read: Awaitable[dict[str, Any] | None]) -> Reply:
+        got = await self._engine_read(read)
+        return got if isinstance(got, Reply) else self._listing(got, "computed")
 
     def _bad_user(self, user_id: str) -> Reply | None:
         if not user_id or len(user_id) > self.max_id_chars:
@@ -110,10 +115,14 @@ class ReadService:
             return bad
         if not self.backend.ready():
             return NOT_READY
-        published = self.latest.get(user_id, kind)
-        if published is not None:
-            return self._listing(orjson.loads(published), "published")
-        return await self._computed(self.backend.recommend_now(user_id, kind))
+        kept = self.latest.get(user_id, kind)
+        if kept is not None:
+            return self._listing(orjson.loads(kept[1]), kept[0])
+        got = await self._engine_read(self.backend.recommend_now(user_id, kind))
+        if isinstance(got, Reply):
+            return got
+        self.latest.keep(user_id, kind, orjson.dumps(got), "computed")
+        return self._listing(got, "computed")
 
     async def query(self, authorization: str | None, body: bytes) -> Reply:
         """``POST /v1/queries`` with a ``QueryRequest`` body."""

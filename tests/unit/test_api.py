@@ -107,11 +107,17 @@ def test_a_known_user_gets_a_list_computed_now_and_an_unknown_one_404() -> None:
         body = got.json()
         assert body["user_id"] == "alice" and body["kind"] == "items" and body["source"] == "computed"
         assert [e["id"] for e in body["items"]] == ["items-alice-a", "items-alice-b"]
-        assert body["model_version"] == "v7" and body["age_s"] == 0.0
+        assert body["model_version"] == "v7" and 0.0 <= body["age_s"] < 5.0
         users = (await client.get(RECS.format(user_id="alice"), params={"kind": "users"}, headers=AUTH)).json()
         assert users["kind"] == "users" and users["items"][0]["id"] == "users-alice-a"
         missing = await client.get(RECS.format(user_id="nobody"), headers=AUTH)
         assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+        # read again: the computed list is kept (no second engine call) until one is published
+        again = (await client.get(RECS.format(user_id="alice"), headers=AUTH)).json()
+        assert again["source"] == "computed" and again["items"] == body["items"]
+        latest.put([Encoded.of(payload("alice", "items", ["pub"], time.time(), "v8"))])
+        published = (await client.get(RECS.format(user_id="alice"), headers=AUTH)).json()
+        assert published["source"] == "published" and [e["id"] for e in published["items"]] == ["pub"]
 
     calls = serve(scenario).calls
     assert calls == [("recommend_now", "alice", "items"), ("recommend_now", "alice", "users"),
