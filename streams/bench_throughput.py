@@ -39,6 +39,7 @@ from socrec_online.data import load_dataset
 from socrec_online.events import Event, ItemPublished, Query
 from socrec_online.settings import Settings
 from streams.admin import ensure_topics
+from streams.bench_model import prepare_snapshots
 from streams.observe import OutputWatcher, percentiles_ms, scrape, wait_assigned, wait_drained
 from streams.procs import WorkerProcess
 from streams.replay import EventProducer, produce, split_stream
@@ -100,6 +101,7 @@ def _env(broker: ManagedBroker, workdir: Path, prefix: str, device: str) -> dict
         "SOCREC_WEB_PORT": str(free_port()),
         "SOCREC_DATA_DIR": str(workdir / prefix.strip(".")),
         "SOCREC_DEVICE": device,
+        "SOCREC_SNAPSHOT_DIR": str(workdir / "snapshots"),  # streams.bench_model fills it (or not)
     }
 
 
@@ -306,10 +308,13 @@ async def _latency_phase(
     api_s: list[float] = []
     api_codes: dict[int, int] = {}
     users = sorted({u for ev in head if (u := getattr(ev, "user_id", None))})
+    served: dict[str, int] = {}  # model_version -> recommendations carrying it
 
     def on_rec(p: dict[str, Any], published: float) -> None:
         src = sent_ts.get(p.get("source_event_id") or "")
         kind = p.get("kind")
+        version = str(p.get("model_version"))
+        served[version] = served.get(version, 0) + 1
         if src is not None and measuring["on"]:
             if kind == "items":
                 latencies.append(published - src)
@@ -392,6 +397,7 @@ async def _latency_phase(
         "query_latency_s": query_lat,
         "api_get_s": api_s,
         "api_codes": {str(k): v for k, v in sorted(api_codes.items())},
+        "served_models": served,
         "freshness_s": fresh,
         "probes": len(probe_items),
         "probes_missed": len(probe_items) - len(found),
@@ -422,8 +428,10 @@ def _by_second(sent_at: list[float], latencies: list[float]) -> list[list[float]
 
 
 async def _bench(
-    events: int, rate: float, latency_events: int, device: str, phases: list[str], workdir: Path, api: bool = True
+    events: int, rate: float, latency_events: int, device: str, phases: list[str], workdir: Path, api: bool = True,
+    model: str = "zero-shot", snapshot: Path | None = None,
 ) -> dict[str, Any]:
+    model_info = prepare_snapshots(model, snapshot, workdir / "snapshots")
     ds = load_dataset("synthetic", seed=0)
     head, rest = split_stream(ds)
     interactions = list(islice(rest, max(events, latency_events)))
@@ -435,6 +443,8 @@ async def _bench(
         "latency_events": latency_events,
         "cpu_count": os.cpu_count(),
         "load_avg_start": os.getloadavg()[0],
+        "model": model if snapshot is None else "snapshot",
+        "model_setup": model_info,
     }
     broker = make_broker(Settings().broker, data_dir=workdir / "kafka", log_path=workdir / "broker.log")
     result.update({"broker": broker.name, "broker_version": broker.version})
@@ -470,6 +480,7 @@ async def _bench(
                 "missed": lat["probes_missed"],
             }
             result["query_latency_ms"] = percentiles_ms(lat["query_latency_s"])
+            result["served_models"] = lat["served_models"]
             result["latency"] = {k: v for k, v in lat.items() if not k.endswith("_s")}
             result["latency_samples_ms"] = [round(x * 1000.0, 2) for x in lat["latency_s"]]
     if result.get("events_per_s") and result.get("passthrough_events_per_s"):
@@ -516,6 +527,8 @@ def run_bench(
     plot: Path | None = None,
     phases: list[str] | None = None,
     api: bool = True,
+    model: str = "zero-shot",
+    snapshot: Path | None = None,
 ) -> int:
     from socrec_online.settings import resolve_device
 
@@ -531,6 +544,8 @@ def run_bench(
                 phases or ["passthrough", "throughput", "latency"],
                 workdir,
                 api,
+                model,
+                snapshot,
             )
         )
     except BaseException:
@@ -557,6 +572,7 @@ def _print_table(r: dict[str, Any]) -> None:
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_column("target", justify="right")
+    t.add_row("model served (recommendations)", ", ".join(f"{v} ({n})" for v, n in (r.get("served_models") or {}).items()), "")
     t.add_row("full pipeline events/s", f"{r.get('events_per_s', '-')}", ">= 2000")
     tp = r.get("throughput") or {}
     cpu = tp.get("cpu_ms_per_event") or {}

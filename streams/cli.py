@@ -75,6 +75,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         plot=Path(args.plot) if args.plot else None,
         phases=args.phases.split(","),
         api=args.api,
+        model=args.model,
+        snapshot=Path(args.snapshot) if args.snapshot else None,
     )
 
 
@@ -213,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--phases", default="passthrough,throughput,latency")
     b.add_argument("--api", action=argparse.BooleanOptionalAction, default=True,
                    help="latency phase: GET the read API meanwhile (api_get_p50_ms, api_get_p99_ms)")  # fmt: skip
+    b.add_argument("--model", choices=["zero-shot", "fused"], default="zero-shot",
+                   help="what the workers serve: the zero-shot scorer, or a fused snapshot trained first on "
+                        "the synthetic set the bench streams")  # fmt: skip
+    b.add_argument("--snapshot", help="serve this snapshot (a snapshot directory, or a directory of them)")
     b.set_defaults(fn=cmd_bench)
 
     rb = sub.add_parser("bench-reliability", help="kill -9 recovery, poison input, sustained load (long variants)")

@@ -242,6 +242,13 @@ def bench_throughput_cmd(
     api: Annotated[
         bool, typer.Option("--api/--no-api", help="Latency phase: GET the read API meanwhile (api_get_*_ms).")
     ] = True,
+    model: Annotated[
+        str,
+        typer.Option("--model", help="zero-shot | fused (a fused snapshot trained first on the synthetic set)."),
+    ] = "zero-shot",
+    snapshot: Annotated[
+        Path | None, typer.Option("--snapshot", help="Serve this snapshot (a snapshot directory or a directory of them).")
+    ] = None,
 ) -> None:
     """Full pipeline vs pass-through events/s, latency p50/p95/p99 at --rate, item freshness."""
     args = [
@@ -255,4 +262,5 @@ def bench_throughput_cmd(
     ]
     args += ["--device", device, "--phases", phases, *_opt("--out", out), *_opt("--plot", plot)]
     args.append("--api" if api else "--no-api")
+    args += ["--model", model, *_opt("--snapshot", snapshot)]
     exec_streams(*args)
