@@ -517,7 +517,7 @@ def run_bench(
     phases: list[str] | None = None,
     api: bool = True,
 ) -> int:
-    from socrec_online.settings import resolve_device
+    from socrec_online.devices import resolve_device
 
     resolved = str(resolve_device(device))
     workdir = Path(tempfile.mkdtemp(prefix="socrec-bench-"))

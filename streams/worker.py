@@ -123,7 +123,8 @@ def build(
 
     else:
         if engine is None:
-            from socrec_online.service.engine import Engine, set_service_torch_threads
+            from socrec_online.devices import set_service_torch_threads
+            from socrec_online.service.engine import Engine
 
             set_service_torch_threads(settings)
 

@@ -98,14 +98,14 @@ def make_encoder(settings: Settings, cache_name: str | None = None) -> Any:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     enc = TextEncoder(TextEncoderConfig.from_settings(settings))
     if cache_name is not None:
-        from socrec_online.bench.quality import text_cache_path
+        from socrec_online.models.text_cache import text_cache_path
 
         enc.load_cache(text_cache_path(cache_name))
     return enc
 
 
 def save_encoder_cache(encoder: Any, cache_name: str) -> None:
-    from socrec_online.bench.quality import text_cache_path
+    from socrec_online.models.text_cache import text_cache_path
 
     path = text_cache_path(cache_name)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import re
 import time
 import warnings
@@ -62,6 +61,7 @@ import torch
 from torch import Tensor
 
 from socrec_online import metrics
+from socrec_online.devices import resolve_device, service_text_dtype, set_service_torch_threads
 from socrec_online.events import TOPIC_OF, Click, Comment, Event, Follow, ItemPublished, Like, Profile, Query
 from socrec_online.idmap import IdMap
 from socrec_online.service.decode import DeadLetterReason
@@ -93,8 +93,10 @@ from socrec_online.service.state import (
     release,
     replayed,
 )
-from socrec_online.settings import Settings, resolve_device
+from socrec_online.settings import Settings
 from socrec_online.types import SCHEMA_VERSION, ZERO_SHOT_VERSION, ItemId, UserId
+
+__all__ = ["BatchResult", "Engine", "TextEncoderLike", "service_text_dtype", "set_service_torch_threads", "vader_sentiment"]
 
 log = logging.getLogger(__name__)
 
@@ -1753,47 +1755,6 @@ class Engine:
         self.model, self.model_version = model, version
         metrics.MODEL_SWAPS.labels(outcome="ok").inc()
         metrics.set_model_version(version)
-
-
-def _native_bf16(device: torch.device) -> bool:
-    """Does this device compute bfloat16 natively (so bf16 is faster, not slower, than float32)?"""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type != "cpu":
-        return False
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
-
-
-def set_service_torch_threads(settings: Settings) -> int:
-    """Half the cores for torch by default: the event loop, the producer and often the broker share them.
-
-    Measured on the 2-core machine under load: MiniLM on 25 short texts took 1.45 s with 2 intra-op
-    threads and 0.15 s with 1 (OpenMP threads spin against the other busy threads).
-    """
-    n = settings.torch_threads or max(1, (os.cpu_count() or 2) // 2)
-    torch.set_num_threads(n)
-    log.info("torch intra-op threads: %d", n)
-    return n
-
-
-def service_text_dtype(settings: Settings) -> Literal["float32", "bfloat16"]:
-    """The engine's text-tower dtype: the service's dominant cost is encoding new texts, and
-    bfloat16 on AMX measured 1.4 ms a text against 4.1 ms for float32 (one core, MiniLM)."""
-    if settings.text_quantize and resolve_device(settings.device).type == "cpu":
-        return "float32"  # int8 quantization starts from float32 weights (ignored on cuda)
-    if settings.service_text_dtype != "auto":
-        return settings.service_text_dtype
-    if settings.text_dtype == "float32" and _native_bf16(resolve_device(settings.device)):
-        return "bfloat16"
-    return settings.text_dtype
 
 
 def _load_current_model(settings: Settings, encoder: TextEncoderLike) -> tuple[Any | None, str]:

@@ -161,7 +161,7 @@ def _adapted_encoder(path: str | Path, encoder: Any | None, lora_cfg: dict[str, 
     import dataclasses
 
     from socrec_online.models.text import TextEncoder, add_lora, load_lora_state_dict
-    from socrec_online.online.learner import read_lora
+    from socrec_online.snapshot_lora import read_lora
 
     cfg = getattr(encoder, "cfg", None)
     if cfg is None:

@@ -81,8 +81,9 @@ def _serve(conn: Connection, settings_json: bytes) -> None:
     # SIGTERM too: a stop aimed at the process group (systemd, docker, WorkerProcess.stop) must let
     # the worker finish its batch and commit; the worker closes us (or we see EOF when it is gone).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from socrec_online.devices import set_service_torch_threads
     from socrec_online.service.decode import decode_value
-    from socrec_online.service.engine import Engine, set_service_torch_threads
+    from socrec_online.service.engine import Engine
 
     try:
         # The worker's settings, not a re-read of the environment (they may come from flags).
