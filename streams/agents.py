@@ -46,6 +46,7 @@ from socrec_online.service.decode import (
     decode_event,
 )
 from socrec_online.service.heap import freeze_long_lived
+from socrec_online.service.protocols import WorkerEngine
 from socrec_online.service.remote import Encoded, RemoteEngine
 from socrec_online.service.state import Position
 from socrec_online.settings import Settings
@@ -139,7 +140,7 @@ class Pipeline:
         settings: Settings,
         topics: Topics,
         tables: Mapping[str, faust.Table],
-        engine: Any,
+        engine: WorkerEngine,
         out: OutputProducer,
         on_ready: Callable[[], None] | None = None,
     ) -> None:

@@ -153,20 +153,12 @@ def restricted_engine(settings: Settings, encoder: Any) -> Any:
     from socrec_online.service.engine import Engine
 
     class _Restricted(Engine):
-        _allowed: np.ndarray | None = None  # engine item rows
-
         def restrict(self, item_ids: Iterable[str] | None) -> None:
             if item_ids is None:
-                self._allowed = None
+                self.scorer.allowed = None
                 return
             rows = [r for r in map(self.items.get, item_ids) if r is not None]
-            self._allowed = np.unique(np.asarray(rows, np.int64))
-
-        def _candidates(self, now: float, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:
-            if self._allowed is None:
-                return super()._candidates(now, q, rows)
-            a = self._allowed  # every one of them, whether or not the ANN index would find it
-            return a[self.item_ts[a] >= now - self.settings.item_ttl_s]
+            self.scorer.allowed = np.unique(np.asarray(rows, np.int64))
 
     return _Restricted(settings, encoder)
 
