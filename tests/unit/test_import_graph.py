@@ -1,6 +1,7 @@
 """The import graph of ``socrec_online`` and ``streams`` (issue #20 item 2): no circle, even one hidden
-by an import inside a function or under ``TYPE_CHECKING``, and no ``_private`` name imported from
-another module. Read with ``ast`` (nothing is imported), so a lazy import counts like any other.
+by an import inside a function, and no ``_private`` name imported from another module. Read with
+``ast`` (nothing is imported), so a lazy import counts like any other; an import under
+``if TYPE_CHECKING:`` never runs, so it makes no circle (it still may not import a private name).
 """
 
 from __future__ import annotations
@@ -32,10 +33,31 @@ def _known(name: str, mods: dict[str, Path]) -> str | None:
     return name or None
 
 
-def _imports(mod: str, path: Path, mods: dict[str, Path]) -> list[tuple[str, str | None]]:
-    """(imported module, name imported from it or None) for every import anywhere in the file."""
+def _is_type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return isinstance(test, ast.Name | ast.Attribute) and ast.unparse(test).endswith("TYPE_CHECKING")
+
+
+def _nodes(tree: ast.AST, typing_only: bool) -> list[ast.AST]:
+    """Every node, without the bodies of ``if TYPE_CHECKING:`` unless ``typing_only``."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if not typing_only and isinstance(node, ast.If) and _is_type_checking(node):
+            todo += [node.test, *node.orelse]
+            continue
+        todo += ast.iter_child_nodes(node)
+    return out
+
+
+def _imports(
+    mod: str, path: Path, mods: dict[str, Path], typing_only: bool = False
+) -> list[tuple[str, str | None]]:
+    """(imported module, name imported from it or None) for every import anywhere in the file
+    (those under ``if TYPE_CHECKING:`` only when ``typing_only``)."""
     out: list[tuple[str, str | None]] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _nodes(ast.parse(path.read_text(encoding="utf-8")), typing_only):
         if isinstance(node, ast.Import):
             out += [(m, None) for a in node.names if (m := _known(a.name, mods))]
         elif isinstance(node, ast.ImportFrom):
@@ -103,6 +125,14 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
+def test_imports_inside_functions_count_and_type_checking_ones_only_when_asked() -> None:
+    code = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\ndef f():\n    import b\n"
+    tree = ast.parse(code)
+    seen = {n.names[0].name for n in _nodes(tree, False) if isinstance(n, ast.Import)}
+    assert seen == {"b"}
+    assert {n.names[0].name for n in _nodes(tree, True) if isinstance(n, ast.Import)} == {"a", "b"}
+
+
 def test_no_import_circle_in_socrec_online_and_streams() -> None:
     graph = _graph()
     assert graph.get("socrec_online.service.engine")
@@ -114,7 +144,7 @@ def test_no_private_name_is_imported_from_another_module() -> None:
     private = [
         f"{m} imports {name} from {dep}"
         for m, p in mods.items()
-        for dep, name in _imports(m, p, mods)
+        for dep, name in _imports(m, p, mods, typing_only=True)
         if name is not None and name.startswith("_") and not name.startswith("__") and dep != m
     ]
     assert private == []
