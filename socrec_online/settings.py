@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from socrec_online.broker_caps import BrokerCapabilities, BrokerKind, capabilities
 from socrec_online.service.state import value_bound_problem
-
-if TYPE_CHECKING:
-    import torch
 
 
 class Settings(BaseSettings):
@@ -407,17 +404,6 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` means cuda when present; asking for cuda without one is an error, not a fallback."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("SOCREC_DEVICE=cuda but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def settings_table() -> str:

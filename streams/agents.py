@@ -46,11 +46,13 @@ from socrec_online.service.decode import (
     decode_event,
 )
 from socrec_online.service.heap import freeze_long_lived
+from socrec_online.service.protocols import WorkerEngine
 from socrec_online.service.remote import Encoded, RemoteEngine
 from socrec_online.service.state import Position
 from socrec_online.settings import Settings
 from streams.breaker import Breaker, Item
 from streams.delivery import drop_past_holes
+from streams.origin import Origin
 from streams.output import OutputProducer
 from streams.rereads import HandledMarks
 from streams.routing import Router
@@ -59,24 +61,6 @@ from streams.topics import DEAD_LETTERS, PASSTHROUGH, RECOMMENDATIONS, Topics, b
 
 log = logging.getLogger("socrec.streams")
 T = TypeVar("T")
-
-
-class Origin:
-    """Where a record came from (for dead letters), what it carried, and its Faust event (for acks)."""
-
-    __slots__ = ("event", "key", "offset", "partition", "raw", "topic")
-
-    def __init__(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        raw: bytes | None,
-        event: faust.types.EventT | None = None,
-    ) -> None:
-        self.topic, self.partition, self.offset, self.key, self.raw = topic, partition, offset, key, raw
-        self.event = event
 
 
 def origin_of(event: faust.types.EventT, settings: Settings) -> Origin:
@@ -156,7 +140,7 @@ class Pipeline:
         settings: Settings,
         topics: Topics,
         tables: Mapping[str, faust.Table],
-        engine: Any,
+        engine: WorkerEngine,
         out: OutputProducer,
         on_ready: Callable[[], None] | None = None,
     ) -> None:

@@ -530,7 +530,7 @@ def run_bench(
     model: str = "zero-shot",
     snapshot: Path | None = None,
 ) -> int:
-    from socrec_online.settings import resolve_device
+    from socrec_online.devices import resolve_device
 
     resolved = str(resolve_device(device))
     workdir = Path(tempfile.mkdtemp(prefix="socrec-bench-"))

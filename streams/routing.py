@@ -27,17 +27,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from socrec_online import metrics
 from socrec_online.events import Event, key_of
 from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
+from streams.origin import Origin
 from streams.output import OutputProducer
 from streams.topics import topic_name
-
-if TYPE_CHECKING:
-    from streams.agents import Origin
 
 log = logging.getLogger("socrec.routing")
 REROUTED_FROM = "socrec-rerouted-from"

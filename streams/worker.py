@@ -28,6 +28,7 @@ from socrec_online.api.auth import api_token
 from socrec_online.broker import free_port
 from socrec_online.health import Readiness
 from socrec_online.logs import CounterDeltas, configure_logging, describe_assignment, logging_config
+from socrec_online.service.protocols import WorkerEngine
 from socrec_online.service.remote import STOP_TIMEOUT_S as ENGINE_STOP_TIMEOUT_S
 from socrec_online.settings import Settings
 from streams.admin import TopicMismatchError, ensure_topics
@@ -75,7 +76,7 @@ def build(
     settings: Settings,
     *,
     passthrough: bool = False,
-    engine: Any | None = None,
+    engine: WorkerEngine | None = None,
     ready_file: Path | None = None,
     metrics_port: int | None = None,
     readiness: Readiness | None = None,
@@ -123,7 +124,8 @@ def build(
 
     else:
         if engine is None:
-            from socrec_online.service.engine import Engine, set_service_torch_threads
+            from socrec_online.devices import set_service_torch_threads
+            from socrec_online.service.engine import Engine
 
             set_service_torch_threads(settings)
 

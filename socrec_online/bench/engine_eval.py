@@ -98,14 +98,14 @@ def make_encoder(settings: Settings, cache_name: str | None = None) -> Any:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     enc = TextEncoder(TextEncoderConfig.from_settings(settings))
     if cache_name is not None:
-        from socrec_online.bench.quality import text_cache_path
+        from socrec_online.models.text_cache import text_cache_path
 
         enc.load_cache(text_cache_path(cache_name))
     return enc
 
 
 def save_encoder_cache(encoder: Any, cache_name: str) -> None:
-    from socrec_online.bench.quality import text_cache_path
+    from socrec_online.models.text_cache import text_cache_path
 
     path = text_cache_path(cache_name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,20 +153,12 @@ def restricted_engine(settings: Settings, encoder: Any) -> Any:
     from socrec_online.service.engine import Engine
 
     class _Restricted(Engine):
-        _allowed: np.ndarray | None = None  # engine item rows
-
         def restrict(self, item_ids: Iterable[str] | None) -> None:
             if item_ids is None:
-                self._allowed = None
+                self.scorer.allowed = None
                 return
             rows = [r for r in map(self.items.get, item_ids) if r is not None]
-            self._allowed = np.unique(np.asarray(rows, np.int64))
-
-        def _candidates(self, now: float, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:
-            if self._allowed is None:
-                return super()._candidates(now, q, rows)
-            a = self._allowed  # every one of them, whether or not the ANN index would find it
-            return a[self.item_ts[a] >= now - self.settings.item_ttl_s]
+            self.scorer.allowed = np.unique(np.asarray(rows, np.int64))
 
     return _Restricted(settings, encoder)
 

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import platform
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,33 +14,11 @@ import torch
 
 from socrec_online.data import load_dataset
 from socrec_online.eval.harness import MODELS, PUBLISHED_LASTFM, ModelSpec, make_split, run_model
+from socrec_online.models.text_cache import cache_name, load_item_text
 
 log = logging.getLogger(__name__)
 
 KEYS = ("recall@10", "ndcg@10", "hr@10", "recall@20", "ndcg@20")
-
-
-def text_cache_path(dataset: str) -> Path:
-    from socrec_online.settings import get_settings
-
-    return Path(get_settings().data_dir) / "cache" / f"text-{dataset}.safetensors"
-
-
-def _cache_name(dataset: str, data_dir: str | None) -> str:
-    if dataset != "files":
-        return dataset
-    import hashlib
-
-    return "files-" + hashlib.sha1(str(Path(data_dir or ".").resolve()).encode()).hexdigest()[:10]
-
-
-def load_item_text(ds_name: str, texts: list[str], progress: bool = True) -> tuple[torch.Tensor, float]:
-    """Text-tower embeddings of every item (persistently cached); returns (emb, seconds)."""
-    from socrec_online.models.train import item_text_embeddings
-
-    t0 = time.perf_counter()
-    emb = item_text_embeddings(texts, cache_path=text_cache_path(ds_name), progress=progress)
-    return emb, time.perf_counter() - t0
 
 
 def run_quality(
@@ -61,7 +38,7 @@ def run_quality(
     split = make_split(ds, protocol, seed, split_dir)
     text_secs = 0.0
     if item_text is None and any(m in ("text_only", "additive", "fused") for m in models):
-        item_text, text_secs = load_item_text(_cache_name(dataset, data_dir),
+        item_text, text_secs = load_item_text(cache_name(dataset, data_dir),
                                               ds.item_text, progress)
     out: dict[str, Any] = {
         "dataset": dataset,

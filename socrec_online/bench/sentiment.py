@@ -314,12 +314,13 @@ def run_trained_ablation(
 
     from socrec_online.data import load_dataset
     from socrec_online.data.labels import sentiment_labels
+    from socrec_online.devices import resolve_device
     from socrec_online.eval.harness import KIND_OF, ModelSpec
     from socrec_online.eval.splits import temporal_split
     from socrec_online.models.recommender import RecommenderConfig
     from socrec_online.models.train import TrainConfig, fit
     from socrec_online.service.engine import vader_sentiment
-    from socrec_online.settings import get_settings, resolve_device
+    from socrec_online.settings import get_settings
 
     t0 = time.perf_counter()
     score = vader_sentiment()
@@ -337,7 +338,7 @@ def run_trained_ablation(
             enjoyed = split.test.subset(enjoys[split.test.user, split.test.item])
         item_text = None
         if any(KIND_OF[m] != "gnn" for m in models):
-            from socrec_online.bench.quality import load_item_text
+            from socrec_online.models.text_cache import load_item_text
 
             item_text, _ = load_item_text("synthetic", ds.item_text, progress)
         row: dict[str, Any] = {}

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from socrec_online.devices import resolve_device
 from socrec_online.models.text import TextEncoder, TextEncoderConfig
-from socrec_online.settings import resolve_device
 
 _CPU_SECONDS = [0.0]  # CPU seconds (all threads) of the last _run: contention-proof next to wall seconds
 

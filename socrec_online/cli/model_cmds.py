@@ -35,7 +35,8 @@ def _spec(
 
 
 def _device() -> str:
-    from socrec_online.settings import get_settings, resolve_device
+    from socrec_online.devices import resolve_device
+    from socrec_online.settings import get_settings
 
     return str(resolve_device(get_settings().device))
 
@@ -110,11 +111,11 @@ def _evaluate_snapshot(
     """Score with a snapshot; only honest when the snapshot was trained on this split's train part."""
     import torch
 
-    from socrec_online.bench.quality import _cache_name, load_item_text
     from socrec_online.data import load_dataset
     from socrec_online.eval.harness import make_split, test_metrics
     from socrec_online.models.gnn import build_graph
     from socrec_online.models.recommender import load_recommender
+    from socrec_online.models.text_cache import cache_name, load_item_text
     from socrec_online.models.train import interest_vectors
 
     model, uids, iids, manifest = load_recommender(path)
@@ -122,7 +123,7 @@ def _evaluate_snapshot(
     split = make_split(ds, protocol, seed, split_dir)
     if uids != ds.users.all_ids or iids != ds.items.all_ids:
         raise typer.BadParameter("snapshot ids do not match the dataset's (trained on another dataset?)")
-    item_text, _ = load_item_text(_cache_name(dataset, data_dir), ds.item_text)
+    item_text, _ = load_item_text(cache_name(dataset, data_dir), ds.item_text)
     interest = interest_vectors(split.train, item_text, ds.n_users)
     graph = build_graph(
         ds.n_users, ds.n_items, split.train.user, split.train.item, split.train.weight,
@@ -163,17 +164,17 @@ def train_cmd(
     """Train the fused model (early stopping on the valid part of the split) and save a snapshot."""
     import torch
 
-    from socrec_online.bench.quality import _cache_name, load_item_text
     from socrec_online.data import load_dataset
     from socrec_online.eval.harness import make_split, test_metrics
     from socrec_online.models.recommender import RecommenderConfig, save_recommender
+    from socrec_online.models.text_cache import cache_name, load_item_text
     from socrec_online.models.train import TrainConfig, fit
     from socrec_online.settings import get_settings
 
     s = get_settings()
     ds = load_dataset(dataset, data_dir, seed=seed)
     split = make_split(ds, protocol, seed, split_dir)
-    item_text, _ = load_item_text(_cache_name(dataset, data_dir), ds.item_text)
+    item_text, _ = load_item_text(cache_name(dataset, data_dir), ds.item_text)
     mcfg = RecommenderConfig(
         n_users=ds.n_users, n_items=ds.n_items, kind="fused", dim=dim, text_dim=int(item_text.shape[1]),
         n_layers=layers, tau=tau,

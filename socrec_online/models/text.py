@@ -84,7 +84,7 @@ class TextEncoderConfig:
 def quantize_on(settings: Settings) -> bool:
     """``text_quantize`` where it applies: int8 dynamic quantization has CPU kernels only, so on cuda
     the setting is ignored (said once in the log) rather than refusing to start a GPU worker."""
-    from socrec_online.settings import resolve_device
+    from socrec_online.devices import resolve_device
 
     if not settings.text_quantize:
         return False
@@ -191,7 +191,7 @@ class TextEncoder:
     def __init__(self, cfg: TextEncoderConfig | None = None) -> None:
         from transformers import AutoConfig, AutoModel
 
-        from socrec_online.settings import resolve_device
+        from socrec_online.devices import resolve_device
 
         self.cfg = cfg if cfg is not None else TextEncoderConfig()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -135,7 +135,7 @@ def train_recommender(
 ) -> TrainResult:
     """Train in place; the model ends with the weights of the best validation epoch."""
     seed_everything(cfg.seed)
-    from socrec_online.settings import resolve_device
+    from socrec_online.devices import resolve_device
 
     dev = resolve_device(cfg.device)
     model.to(dev).train()
@@ -190,14 +190,14 @@ def train_recommender(
                 loss = softmax_loss(uv[bd], iv, model, pos[bd])
             else:
                 bu, bi = pu[b].to(dev), pi[b].to(dev)
-                s_pos = _pair_scores(model, uv[bu], iv[bi])  # (P,)
+                s_pos = pair_scores(model, uv[bu], iv[bi])  # (P,)
                 if cfg.loss == "infonce":
                     neg = torch.randint(0, ni, (cfg.n_neg,), generator=gen).to(dev)
                     s_neg = model.score_many(uv[bu], iv[neg])  # (P, K) shared negatives
                 else:
                     k = min(cfg.n_neg, 8)
                     neg = torch.randint(0, ni, (bu.numel(), k), generator=gen).to(dev)
-                    s_neg = _pair_scores(model, uv[bu].unsqueeze(1).expand(-1, k, -1).reshape(-1, uv.shape[1]),
+                    s_neg = pair_scores(model, uv[bu].unsqueeze(1).expand(-1, k, -1).reshape(-1, uv.shape[1]),
                                          iv[neg.reshape(-1)]).reshape(-1, k)
                 loss = pair_loss(cfg.loss, s_pos, s_neg)
             opt.zero_grad(set_to_none=True)
@@ -234,7 +234,7 @@ def train_recommender(
     return TrainResult(best_epoch, best, epoch, time.perf_counter() - t0, history, stopped)
 
 
-def _pair_scores(model: FusedRecommender, uv: Tensor, iv: Tensor) -> Tensor:
+def pair_scores(model: FusedRecommender, uv: Tensor, iv: Tensor) -> Tensor:
     """Row-wise scores of aligned (P, k) user and item vectors without a (P, P) matrix."""
     if uv.shape[1] == 1:  # additive head: logit = u + i
         return (uv + iv).squeeze(1)

@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from socrec_online.data.base import Interactions
+from socrec_online.devices import native_bf16
 from socrec_online.eval.metrics import evaluate_full_ranking
 from socrec_online.models.gnn import InteractionGraph, build_graph
 from socrec_online.models.recommender import FusedRecommender, RecommenderConfig
-from socrec_online.models.train import _pair_scores, pair_loss, seed_everything
+from socrec_online.models.train import pair_loss, pair_scores, seed_everything
 from socrec_online.online.buffer import TrainingData, sample_negatives
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,6 @@ class FinetuneResult:
     seconds: float = 0.0
     amp: bool = False
     lora: dict[str, Tensor] | None = None  # the text tower's LoRA tensors after training
-
-
-def native_bf16(device: torch.device) -> bool:
-    """bf16 autocast only where the hardware computes it (elsewhere it is slower, not faster)."""
-    from socrec_online.service.engine import _native_bf16
-
-    return _native_bf16(device)
 
 
 # --- features -----------------------------------------------------------------------------------
@@ -171,7 +165,7 @@ def fine_tune(
     ``encoder``: a ``TextEncoder`` (with LoRA adapters already added when ``cfg.lora_r > 0``);
     None: item texts are zero vectors (tests of the collaborative part only).
     """
-    from socrec_online.settings import resolve_device
+    from socrec_online.devices import resolve_device
 
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
@@ -241,9 +235,9 @@ def fine_tune(
             tu = torch.as_tensor(bu, device=dev)
             ti = torch.as_tensor(bi, device=dev)
             tn = torch.as_tensor(neg, device=dev)
-            s_pos = _pair_scores(model, uv[tu], iv[ti])  # (P,)
+            s_pos = pair_scores(model, uv[tu], iv[ti])  # (P,)
             k = tn.shape[1]
-            s_neg = _pair_scores(
+            s_neg = pair_scores(
                 model, uv[tu].unsqueeze(1).expand(-1, k, -1).reshape(-1, uv.shape[1]), iv[tn.reshape(-1)]
             ).reshape(-1, k)  # (P, K)
             loss = pair_loss("infonce", s_pos, s_neg) * (chunk.size / idx.size)
@@ -295,8 +289,8 @@ def buffer_loss(model: FusedRecommender, data: TrainingData, item_text: Tensor |
     model.eval()
     uv, iv = model.full_vectors(graph, text, interest)
     tu = torch.as_tensor(data.train_u, device=dev)
-    s_pos = _pair_scores(model, uv[tu], iv[torch.as_tensor(data.train_i, device=dev)])
-    s_neg = _pair_scores(
+    s_pos = pair_scores(model, uv[tu], iv[torch.as_tensor(data.train_i, device=dev)])
+    s_neg = pair_scores(
         model, uv[tu].unsqueeze(1).expand(-1, n_neg, -1).reshape(-1, uv.shape[1]), iv[neg.reshape(-1)]
     ).reshape(-1, n_neg)
     return float(pair_loss("infonce", s_pos, s_neg))

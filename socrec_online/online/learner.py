@@ -28,10 +28,10 @@ from socrec_online.models.recommender import FusedRecommender, RecommenderConfig
 from socrec_online.online.buffer import BufferConfig, ReplayBuffer
 from socrec_online.online.drift import PrequentialMonitor, TriggerPolicy
 from socrec_online.online.finetune import GATE_METRIC, FinetuneConfig, FinetuneResult, fine_tune
+from socrec_online.snapshot_lora import LORA_FILE, lora_bytes, read_lora
 
 log = logging.getLogger(__name__)
 
-LORA_FILE = "text_lora.safetensors"
 Outcome = Literal["published", "rejected", "failed", "skipped"]
 
 
@@ -281,9 +281,7 @@ class OnlineLearner:
         extra_files: dict[str, bytes] = {}
         extra_config: dict[str, Any] = {"online": {"amp": res.amp, "steps": res.steps}}
         if res.lora is not None:
-            from safetensors.torch import save
-
-            extra_files[LORA_FILE] = save({k: v.contiguous() for k, v in res.lora.items()})
+            extra_files[LORA_FILE] = lora_bytes(res.lora)
             extra_config["text_lora"] = {
                 "r": self.cfg.finetune.lora_r,
                 "alpha": self.cfg.finetune.lora_alpha,
@@ -318,18 +316,3 @@ def gate_metrics(res: FinetuneResult, tolerance: float, parent: str | None) -> d
         m[f"candidate_{k}"] = res.candidate.get(k)
         m[f"current_{k}"] = res.current.get(k)
     return m
-
-
-def read_lora(path: str | Path) -> dict[str, Any] | None:
-    """The snapshot's text-tower LoRA tensors (verified against the manifest), or None."""
-    from safetensors.torch import load
-
-    from socrec_online import snapshot
-
-    try:
-        raw = snapshot.read_extra(Path(path), LORA_FILE)
-    except snapshot.SnapshotError as e:
-        if e.reason == snapshot.SnapshotErrorReason.MISSING and LORA_FILE in e.detail:
-            return None
-        raise
-    return dict(load(raw))

@@ -8,31 +8,17 @@ head's logits, so a snapshot swap changes the scores and nothing else a user rel
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from socrec_online.service.engine import Engine
+from socrec_online.service.batch import GraphChanges
+from socrec_online.service.protocols import GraphView
 
 _UNKNOWN_USER = "\x00unknown"
-
-
-@dataclass
-class GraphChanges:
-    """What one micro-batch changed in the graph (ids, not rows: the model has its own rows)."""
-
-    item_ids: list[str] = field(default_factory=list)  # published or re-texted this batch
-    item_rows: list[int] = field(default_factory=list)  # their engine rows (for the text vectors)
-    engaged: dict[tuple[str, str], float] = field(default_factory=dict)  # (user, item) -> weight now
-    follows: list[tuple[str, str, bool]] = field(default_factory=list)  # (src, dst, undo)
-
-    def __bool__(self) -> bool:
-        return bool(self.item_ids or self.engaged or self.follows)
 
 
 class FusedScorer:
@@ -64,14 +50,14 @@ class FusedScorer:
             text = _adapted_encoder(path, encoder, lora_cfg)
         return cls(model, users, items, text)
 
-    def _item_text(self, engine: Engine, ids: Sequence[str], rows: Tensor) -> Tensor:
+    def _item_text(self, engine: GraphView, ids: Sequence[str], rows: Tensor) -> Tensor:
         """(n, Dt) text vectors of engine items: the engine's, or re-encoded by the adapted tower."""
         if self.text is None:
             return engine.item_emb[rows]
         texts = [st.text if (st := engine.item_state.get(i)) is not None else "" for i in ids]
         return self.text.encode(texts).to(engine.device, torch.float32)  # type: ignore[no-any-return]
 
-    def attach(self, engine: Engine) -> None:
+    def attach(self, engine: GraphView) -> None:
         """Build the serving graph from the engine's current state (start, restore, swap)."""
         from socrec_online.models.recommender import ServingState
 
@@ -105,7 +91,7 @@ class FusedScorer:
         self.state = st
         self._item_row_map = np.asarray(st.items.rows(engine.items.all_ids), np.int64)
 
-    def learn_batch(self, engine: Engine, changes: GraphChanges) -> None:
+    def learn_batch(self, engine: GraphView, changes: GraphChanges) -> None:
         st = self.state
         if st is None or not changes:
             return
@@ -132,7 +118,7 @@ class FusedScorer:
 
     @torch.no_grad()
     def score_users_items(
-        self, engine: Engine, rows: np.ndarray, cand: np.ndarray, now: float, interest: Tensor | None = None
+        self, engine: GraphView, rows: np.ndarray, cand: np.ndarray, now: float, interest: Tensor | None = None
     ) -> Tensor:
         """Fused logits (B, C) for engine user rows (-1 = unknown user) and engine item rows.
 
@@ -161,7 +147,7 @@ def _adapted_encoder(path: str | Path, encoder: Any | None, lora_cfg: dict[str, 
     import dataclasses
 
     from socrec_online.models.text import TextEncoder, add_lora, load_lora_state_dict
-    from socrec_online.online.learner import read_lora
+    from socrec_online.snapshot_lora import read_lora
 
     cfg = getattr(encoder, "cfg", None)
     if cfg is None:

@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -81,8 +81,9 @@ def _serve(conn: Connection, settings_json: bytes) -> None:
     # SIGTERM too: a stop aimed at the process group (systemd, docker, WorkerProcess.stop) must let
     # the worker finish its batch and commit; the worker closes us (or we see EOF when it is gone).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from socrec_online.devices import set_service_torch_threads
     from socrec_online.service.decode import decode_value
-    from socrec_online.service.engine import Engine, set_service_torch_threads
+    from socrec_online.service.engine import Engine
 
     try:
         # The worker's settings, not a re-read of the environment (they may come from flags).
@@ -95,7 +96,7 @@ def _serve(conn: Connection, settings_json: bytes) -> None:
         conn.send_bytes(orjson.dumps({"error": repr(exc), "tb": traceback.format_exc()}))
         return
     # a snapshot found at start attaches on the first call: it is the version being served
-    starting = engine._pending[1] if engine._pending is not None else engine.model_version
+    starting = engine.next_model_version
     conn.send_bytes(orjson.dumps({"ok": {"model_version": starting, "stats": engine.stats()}}))
 
     def step(events: list[list[Any]], positions: list[Any] | None = None) -> dict[str, Any]:
@@ -157,7 +158,7 @@ class RemoteEngine:
     serialised by a lock, so two threads never interleave requests on the pipe.
     """
 
-    TABLES: tuple[str, ...] = ("social", "items", "activity")
+    TABLES: ClassVar[tuple[str, ...]] = ("social", "items", "activity")
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

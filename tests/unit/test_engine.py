@@ -308,7 +308,7 @@ def test_restore_leaves_out_malformed_values_counts_them_and_logs_once(
     before = {k: skipped(*k) for k in [("items", "malformed"), ("social", "malformed"), ("activity", "malformed"),
                                       ("activity", "unknown_item")]}  # fmt: skip
     restored = make(encoder)
-    with caplog.at_level(logging.WARNING, logger="socrec_online.service.engine"):
+    with caplog.at_level(logging.WARNING, logger="socrec_online.service.tables_in"):
         restored.restore(tables)
     after = {k: skipped(*k) for k in before}
     assert {k: after[k] - before[k] for k in before} == {

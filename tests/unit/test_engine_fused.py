@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from socrec_online.events import Click, Follow, ItemPublished, Like, Query
-from socrec_online.service.engine import Engine, _load_current_model
+from socrec_online.service.engine import Engine
+from socrec_online.service.model_slot import load_current_model
 from socrec_online.settings import Settings
 
 T0 = 1_700_000_000.0
@@ -30,9 +31,9 @@ def test_promoted_snapshot_is_served_and_survives_restore(encoder: Any, tmp_path
     model = FusedRecommender(RecommenderConfig(n_users=3, n_items=4, text_dim=encoder.dim, dim=16))
     info = save_recommender(tmp_path, model, ["alice", "bob", "carol"], ["i0", "i1", "i2", "i3"], {})
     settings = Settings(device="cpu", snapshot_dir=tmp_path)
-    assert _load_current_model(settings, encoder) == (None, "zero-shot")  # nothing promoted yet
+    assert load_current_model(settings, encoder) == (None, "zero-shot")  # nothing promoted yet
     snapshot.promote(tmp_path, info.version)
-    loaded, version = _load_current_model(settings, encoder)
+    loaded, version = load_current_model(settings, encoder)
     assert version == info.version and loaded is not None
 
     eng = Engine(settings, encoder, model=loaded, model_version=version)
@@ -57,7 +58,7 @@ def test_promoted_snapshot_is_served_and_survives_restore(encoder: Any, tmp_path
     tables: dict[str, dict[str, Any]] = {n: {} for n in Engine.TABLES}
     for name, upd in r.table_updates.items():
         tables[name].update(upd)
-    again, v2 = _load_current_model(settings, encoder)
+    again, v2 = load_current_model(settings, encoder)
     restored = Engine(settings, encoder, model=again, model_version=v2)
     restored.restore(tables)
     bob2 = next(p for p in restored.recommend_many(["bob"]) if p["kind"] == "items")["items"]

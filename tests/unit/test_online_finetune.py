@@ -104,7 +104,7 @@ def test_lora_on_the_text_tower_is_trained_and_shipped(
     stream: list[Event], tmp_path: Path, tiny_text_model_path: Path
 ) -> None:
     from socrec_online.models.text import TextEncoder, TextEncoderConfig, lora_state_dict
-    from socrec_online.online.learner import read_lora
+    from socrec_online.snapshot_lora import read_lora
 
     enc = TextEncoder(TextEncoderConfig(model_path=str(tiny_text_model_path)))
     cfg = _cfg(lora_r=2, lora_alpha=4, steps=10, lora_texts=32)

@@ -1,0 +1,201 @@
+"""Derived state from raw state: text vectors, engagement arrays, interests and the k-hop social tower.
+
+For user ``u`` (all text vectors L2-normalised, from the text tower)::
+
+    interest(u) = normalise( profile_weight * e(profile_u)
+                             + sum_j w_j * 2^((ts_j - t_u) / interest_half_life) * e(item_j)
+                             + sum_c 0.5 * sentiment_c * 2^((ts_c - t_u) / interest_half_life) * e(comment_c) )
+        t_u = u's latest event time, so the vector is independent of the clock and the same after a restore
+    social(u)   = normalise( sum_{k=1..K} 0.5^(k-1) * h_k(u) ),  h_0 = interest,
+                  h_k(u) = mean_{f followed by u} h_{k-1}(f)   (K = gnn_layers, parameter-free)
+
+Only what a batch touched is recomputed: the users whose engagements, profile, comments or
+follows changed, the engagers of re-texted items, and their k-hop followers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from socrec_online import metrics
+from socrec_online.service.arrays import csr_mm, normalise
+from socrec_online.service.batch import BatchDelta
+from socrec_online.service.protocols import TextEncoderLike
+from socrec_online.service.store import Store
+
+
+def derive(store: Store, encoder: TextEncoderLike, d: BatchDelta) -> None:
+    """Bring the derived state up to date with changed raw state: encode the new texts (one call),
+    refresh engagements, interests and the social tower of the affected k-hop neighbourhood."""
+    embed_texts(store, encoder, d.item_text, d.profiles, d.comments)
+    rebuild_eng_rows(store, list(d.eng_changed))
+    dirty = d.interest_dirty
+    if d.retexted:  # their engagers' interests move
+        nu = len(store.users)
+        hit = np.isin(store.eng_item[:nu], np.asarray(d.retexted, np.int64)).any(axis=1)
+        dirty.update(np.nonzero(hit)[0].tolist())
+    if dirty:
+        recompute_interest(store, np.fromiter(dirty, np.int64, len(dirty)))
+    if dirty or d.follow_changed:
+        propagate(store, dirty, d.follow_changed)
+
+
+def rebuild_all(store: Store) -> None:
+    """Every user's interest and social tower (after a restore)."""
+    all_rows = np.arange(len(store.users), dtype=np.int64)
+    recompute_interest(store, all_rows)
+    for k in range(store.hops.shape[0]):
+        hop(store, k, all_rows)
+    social_vec(store, all_rows)
+
+
+def embed_texts(
+    store: Store, encoder: TextEncoderLike, items: dict[int, str], profiles: dict[int, str], comments: dict[int, int]
+) -> None:
+    """Encode every new text of the batch in ONE encoder call (``comments``: user row -> new tail)."""
+    texts: list[str] = list(items.values()) + list(profiles.values())
+    com_rows: list[tuple[int, int]] = []  # (user row, number of trailing comments)
+    for row, n in comments.items():
+        st = store.activity[store.users.id(row)]
+        n = min(n, len(st.comments))
+        com_rows.append((row, n))
+        texts.extend(c[1] for c in st.comments[len(st.comments) - n :])
+    if not texts:
+        return
+    uniq = list(dict.fromkeys(texts))
+    emb = encoder.encode(uniq).to(store.device, torch.float32)  # (T, D)
+    metrics.TEXTS_ENCODED.inc(len(uniq))
+    pos = {t: i for i, t in enumerate(uniq)}
+    if items:
+        rows = torch.tensor(list(items), dtype=torch.long, device=store.device)
+        store.item_emb[rows] = emb[[pos[t] for t in items.values()]]
+    for row, text in profiles.items():
+        store.profile_emb[row] = emb[pos[text]]
+        store.has_profile[row] = True
+    for row, n in com_rows:
+        st = store.activity[store.users.id(row)]
+        new = emb[[pos[c[1]] for c in st.comments[len(st.comments) - n :]]] if n else emb[:0]
+        old = store.comment_emb.get(row)
+        keep = len(st.comments) - n
+        if old is not None and keep > 0:
+            new = torch.cat([old[old.shape[0] - keep :], new], 0)
+        store.comment_emb[row] = new
+
+
+def rebuild_eng_rows(store: Store, rows: Sequence[int]) -> int:
+    """Refresh the padded (U, R) engagement arrays of these users from their activity state.
+
+    Engagements with items not in the catalogue (a table value read back without its item's)
+    are left out of the arrays, not of the state; returns how many were.
+    """
+    if not rows:
+        return 0
+    r = store.eng_item.shape[1]
+    item_rows: list[int] = []
+    vals: list[tuple[float, float, int]] = []
+    lens = []
+    unknown = 0
+    for row in rows:
+        rec = store.activity[store.users.id(row)].recent
+        irows = store.items.rows_or_missing(rec)
+        rvals = list(rec.values())
+        if -1 in irows:
+            keep = [j for j, x in enumerate(irows) if x >= 0]
+            unknown += len(irows) - len(keep)
+            irows, rvals = [irows[j] for j in keep], [rvals[j] for j in keep]
+        n = min(len(irows), r)
+        item_rows.extend(irows[len(irows) - n :])
+        vals.extend(rvals[len(rvals) - n :])
+        lens.append(n)
+    rr = np.asarray(rows, np.int64)
+    store.eng_item[rr] = -1
+    store.eng_w[rr] = 0.0
+    store.eng_ts[rr] = 0.0
+    store.eng_kind[rr] = 0
+    if not item_rows:
+        return unknown
+    ln = np.asarray(lens, np.int64)
+    ri = np.repeat(rr, ln)
+    ci = np.arange(len(item_rows), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
+    a = np.array(vals, np.float64)  # (N, 3) weight, ts, kinds
+    store.eng_item[ri, ci] = item_rows
+    store.eng_w[ri, ci] = a[:, 0]
+    store.eng_ts[ri, ci] = a[:, 1]
+    store.eng_kind[ri, ci] = a[:, 2]
+    return unknown
+
+
+def recompute_interest(store: Store, rows: np.ndarray) -> None:
+    """interest(u) for the given user rows (see the module docstring), batched."""
+    s = store.settings
+    hl = s.interest_half_life_s
+    dev = store.device
+    items = store.eng_item[rows]  # (B, R)
+    valid = items >= 0
+    anchor = store.user_last_ts[rows]  # (B,) the user's latest event time
+    age = np.maximum(anchor[:, None] - store.eng_ts[rows], 0.0)
+    coef = np.where(valid, store.eng_w[rows] * np.exp2(-age / hl), 0.0)
+    bi, ri = np.nonzero(valid & (coef != 0))  # row-major: grouped by user, as CSR wants
+    counts = np.bincount(bi, minlength=len(rows))
+    vec = csr_mm(counts, items[bi, ri], coef[bi, ri], len(store.items), store.item_emb[: len(store.items)])
+    rows_t = torch.from_numpy(rows).to(dev)
+    prof = torch.from_numpy(store.has_profile[rows].astype(np.float32)).to(dev)
+    vec += (s.profile_weight * prof)[:, None] * store.profile_emb[rows_t]
+    owners: list[int] = []
+    weights: list[float] = []
+    embs: list[Tensor] = []
+    for b, row in enumerate(rows.tolist()):
+        ce = store.comment_emb.get(row)
+        if ce is not None and ce.shape[0]:
+            st = store.activity[store.users.id(row)]
+            t_u = float(anchor[b])
+            for c_ in st.comments[-ce.shape[0] :]:
+                owners.append(b)
+                weights.append(0.5 * c_[3] * 2.0 ** (-max(t_u - c_[2], 0.0) / hl))
+            embs.append(ce)
+    if embs:
+        w_t = torch.tensor(weights, dtype=torch.float32, device=dev)
+        vec.index_add_(0, torch.tensor(owners, device=dev), torch.cat(embs) * w_t[:, None])
+    vec = normalise(vec)
+    store.interest[rows_t] = vec
+    store.has_interest[rows] = (vec.abs().sum(dim=1) > 0).cpu().numpy()
+
+
+def propagate(store: Store, interest_changed: Iterable[int], follow_changed: Iterable[int]) -> None:
+    """Recompute the social tower for the affected k-hop neighbourhood only."""
+    layers = store.hops.shape[0]
+    frontier = np.fromiter(interest_changed, np.int64)
+    fc = np.fromiter(follow_changed, np.int64)
+    affected: list[np.ndarray] = []
+    for k in range(layers):
+        rows = np.union1d(store.followers_of(frontier), fc) if frontier.size else np.unique(fc)
+        if not rows.size:
+            break
+        hop(store, k, rows)
+        affected.append(rows)
+        frontier = rows
+    if affected:
+        social_vec(store, np.unique(np.concatenate(affected)))
+
+
+def hop(store: Store, k: int, rows: np.ndarray) -> None:
+    """h_k(rows) = mean over followees of h_{k-1}, as one sparse (rows x U) @ (U, D) product."""
+    nu = len(store.users)
+    src = (store.interest if k == 0 else store.hops[k - 1])[:nu]
+    owner, fol = store.pairs(rows)
+    cnt = np.bincount(owner, minlength=len(rows))
+    vals = (1.0 / np.maximum(cnt, 1))[owner].astype(np.float32)
+    store.hops[k, torch.from_numpy(rows).to(store.device)] = csr_mm(cnt, fol, vals, nu, src)
+
+
+def social_vec(store: Store, rows: np.ndarray) -> None:
+    """social(u) = normalise(sum_k 0.5^(k-1) h_k(u)) for these rows."""
+    rt = torch.from_numpy(rows).to(store.device)
+    acc = store.hops[0].index_select(0, rt)  # (B, D)
+    for k in range(1, store.hops.shape[0]):
+        acc.add_(store.hops[k].index_select(0, rt), alpha=0.5**k)
+    store.social_vec.index_copy_(0, rt, normalise(acc))
