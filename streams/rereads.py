@@ -7,11 +7,14 @@ a moment ago may come again. State updates are idempotent on event ids, but dead
 recommendations are not: without this, a malformed record re-read after a rebalance was
 dead-lettered twice.
 
-:class:`HandledMarks` keeps, per input partition, the next offset not handled yet. Records reach the
-pipeline in offset order per partition (:class:`streams.delivery.InOrderInput`), so a record below its
-partition's mark was handled: applied, dead-lettered, diverted to its owner, or held for its item.
-A held interaction the pipeline forgets (a restore clears the held list: its record is read again)
-is let through once more by :meth:`HandledMarks.forget`. Marks of partitions no longer assigned are
+:class:`HandledMarks` keeps, per input partition, the run of offsets ``[low, next)`` this process
+handled one after another: applied, dead-lettered, diverted to its owner, or held for its item. A
+record inside the run is dropped; any other is handled, and one that does not extend the run
+(a jump past a gap, or a record below it: the consumer sought back to a commit below the first
+record it handed over) starts a new run, so nothing is dropped that this process did not handle
+(an older run forgotten costs at most a repeat, never a loss). A held interaction the pipeline
+forgets (a restore clears the held list: its record is read again) is let through once more by
+:meth:`HandledMarks.forget`. Marks of partitions no longer assigned are
 dropped (:meth:`HandledMarks.retain`): the revoking rebalance committed what was handled, and the
 next owner's work is not this process's. Memory: one int per assigned partition, plus the held
 records forgotten at a restore until they come back.
@@ -32,11 +35,12 @@ def _tp(message: Any) -> tuple[str, int]:
 
 
 class HandledMarks:
-    """Per input partition: the next offset this process has not handled (see the module)."""
+    """Per input partition: the run of offsets this process handled (see the module)."""
 
     def __init__(self) -> None:
+        self._low: dict[tuple[str, int], int] = {}
         self._next: dict[tuple[str, int], int] = {}
-        self._again: dict[tuple[str, int], set[int]] = {}  # forgotten below the mark: let through
+        self._again: dict[tuple[str, int], set[int]] = {}  # forgotten inside the run: let through
 
     def fresh(self, batch: Sequence[faust.types.EventT]) -> list[faust.types.EventT]:
         """The records of ``batch`` not handled yet (the others are counted as re-reads); marks
@@ -45,17 +49,21 @@ class HandledMarks:
         for fe in batch:
             msg = fe.message
             tp = _tp(msg)
-            mark = self._next.get(tp)
-            if mark is not None and msg.offset < mark:
+            offset = msg.offset
+            nxt = self._next.get(tp)
+            if nxt is not None and self._low[tp] <= offset < nxt:
                 again = self._again.get(tp)
-                if again is None or msg.offset not in again:
+                if again is None or offset not in again:
                     metrics.INPUT_REREADS.labels(topic=msg.topic).inc()
                     continue
-                again.discard(msg.offset)
+                again.discard(offset)
                 if not again:
                     del self._again[tp]
-            else:
-                self._next[tp] = msg.offset + 1
+            elif offset == nxt:
+                self._next[tp] = offset + 1
+            else:  # first, past a gap, or below the run: a new run
+                self._low[tp], self._next[tp] = offset, offset + 1
+                self._again.pop(tp, None)
             out.append(fe)
         return out
 
@@ -64,14 +72,14 @@ class HandledMarks:
         a restore forgets): when the consumer hands them over again, they are handled again."""
         for topic, partition, offset in records:
             tp = (topic, partition)
-            if offset < self._next.get(tp, offset):
+            if self._low.get(tp, offset + 1) <= offset < self._next.get(tp, offset):
                 self._again.setdefault(tp, set()).add(offset)
 
     def retain(self, assigned: Iterable[Any]) -> None:
         """Keep the marks of the partitions in ``assigned`` (Faust TPs) only."""
         keep = {(tp.topic, tp.partition) for tp in assigned}
         for tp in [tp for tp in self._next if tp not in keep]:
-            del self._next[tp]
+            del self._next[tp], self._low[tp]
             self._again.pop(tp, None)
 
     def __len__(self) -> int:

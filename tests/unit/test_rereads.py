@@ -82,3 +82,17 @@ def test_marks_are_per_partition_and_dropped_with_the_partition() -> None:
     marks.retain([SimpleNamespace(topic="t", partition=1)])
     assert len(marks) == 1
     assert len(marks.fresh([raw("t", 0, 4, b"")])) == 1  # partition 0 left and came back: its commit rules
+
+
+def test_records_below_the_first_one_handed_over_are_handled_not_dropped() -> None:
+    """After an assignment the consumer may hand over a record past the commit, then seek back to the
+    commit: what lies below the first record this process handled was never handled."""
+    marks = HandledMarks()
+    assert len(marks.fresh([raw("t", 0, o, b"") for o in (1400, 1401)])) == 2
+    back = [raw("t", 0, o, b"") for o in range(1214, 1403)]  # sought back to the commit
+    got = [fe.message.offset for fe in marks.fresh(back)]
+    assert got == list(range(1214, 1403))  # all handled (1400-1401 again: a repeat, never a loss)
+    assert marks.fresh([raw("t", 0, 1300, b"")]) == []  # inside the run now: a re-read
+    # a jump past a gap starts a new run: the offsets skipped are not taken as handled
+    assert len(marks.fresh([raw("t", 0, 1500, b"")])) == 1
+    assert len(marks.fresh([raw("t", 0, 1450, b"")])) == 1
