@@ -17,7 +17,7 @@ an engine failure on a batch is retried and, if it persists, narrowed down to th
 fail alone, which are dead-lettered (``streams.breaker``); any other exception from the library
 is a bug or an infrastructure fault, so the agent crashes the worker (``CrashingSupervisor``)
 instead of dying quietly, and at-least-once delivery replays the unacknowledged batch on restart
-(the engine is idempotent: state.replayed).
+(the engine is idempotent on event ids).
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ from socrec_online.service.decode import (
 from socrec_online.service.heap import freeze_long_lived
 from socrec_online.service.protocols import WorkerEngine
 from socrec_online.service.remote import Encoded, RemoteEngine
-from socrec_online.service.state import Position
 from socrec_online.settings import Settings
 from streams.breaker import Breaker, Item
 from streams.delivery import drop_past_holes
@@ -339,19 +338,6 @@ class Pipeline:
                 released.append(origin)
         return ready, ready_origins, released
 
-    def _positions(self, events: list[Event], origins: list[Origin]) -> list[Position | None]:
-        """Where each event was read, with the offsets of its key's events held below it on that
-        partition (``socrec_online.service.state.replayed``: what makes a replay exact)."""
-        held: dict[tuple[str, int, str], list[int]] = {}
-        for d in self._deferred:
-            o = d.origin
-            held.setdefault((o.topic, o.partition, key_of(d.event)), []).append(o.offset)
-        out: list[Position | None] = []
-        for ev, o in zip(events, origins, strict=True):
-            below = held.get((o.topic, o.partition, key_of(ev)), ())
-            out.append((f"{o.topic}/{o.partition}", o.offset, tuple(h for h in below if h < o.offset)))
-        return out
-
     async def _apply(self, events: list[Event], origins: list[Origin]) -> _Outputs:
         events, origins, released = self._hold_unknown(events, origins)
         work = _Outputs(events, origins, released)
@@ -363,7 +349,10 @@ class Pipeline:
             work.origins = [origins[i] for i in order]
             # One call per batch: learn, score the touched users, answer the queries (the engine
             # may live in another process, so this is one round trip).
-            items = list(zip(work.events, self._positions(work.events, work.origins), strict=True))
+            # No positions: exact replay on offsets (state.replayed) needs every key's records in offset
+            # order, and after an assignment the consumer can hand over records past the commit before
+            # it seeks back to it (docs/reliability.md); applied event ids decide instead.
+            items: list[Item] = [(ev, None) for ev in work.events]
             work.result, work.failed = await self.breaker.run(items)
         return work
 
@@ -625,7 +614,7 @@ def register_agent(
                     # take_events acks the whole buffer in a ``finally`` even when the batch failed or
                     # was cancelled (SIGTERM mid-batch), and the shutdown then commits those offsets:
                     # the batch would be lost. One extra reference per event keeps them uncommitted,
-                    # so the restart replays them (the engine is idempotent: state.replayed).
+                    # so the restart replays them (the engine is idempotent on event ids).
                     for ev in batch:
                         ev.message.incref()
                     raise

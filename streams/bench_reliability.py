@@ -62,9 +62,9 @@ from streams.observe import OutputWatcher, events_done, percentiles, percentiles
 from streams.procs import WorkerProcess
 from streams.replay import EventProducer, ProduceStats, produce
 
-# Per key, the engine remembers the last ``recent_per_user`` (50) engaged items: generated streams
-# stay below it, so "every effect exactly once" is checkable key by key (``make_stream``'s ``hot``
-# key goes past the ``dedup_ids_per_key`` window on purpose: replay is exact on offsets).
+# Per key, the engine remembers the last ``dedup_ids_per_key`` (64) event ids and the last
+# ``recent_per_user`` (50) engaged items: generated streams stay below both, so "every effect
+# exactly once" is checkable key by key (beyond them, dedup is bounded by design).
 MAX_ACTIVITY_PER_USER = 55
 MAX_ITEMS_PER_USER = 45
 MAX_FOLLOWS_PER_USER = 40
@@ -407,13 +407,11 @@ def _text(rng: random.Random, n: int = 4) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(n))
 
 
-def make_stream(n_events: int, *, partitions: int, seed: int = 0, tag: str = "s", hot: int = 0) -> list[Event]:
+def make_stream(n_events: int, *, partitions: int, seed: int = 0, tag: str = "s") -> list[Event]:
     """A causal social stream (items first) whose event ids are ``{tag}.{topic}.p{partition}.{seq}``.
 
     Per key the stream stays inside the engine's recency windows (module constants), so the oracle
-    comparison can demand every effect exactly once. ``hot`` more events are comments of one user
-    (``{tag}hot``) on a few items, spread over the stream: far more events of one key than the
-    applied-ids window holds, each adding weight (a doubled one shows). ``ts`` is re-stamped when sent.
+    comparison can demand every effect exactly once. ``ts`` is re-stamped when sent.
     """
     rng = random.Random(seed)
     n_items = max(20, n_events // 10)
@@ -496,11 +494,6 @@ def make_stream(n_events: int, *, partitions: int, seed: int = 0, tag: str = "s"
             comments[u] += 1
             text = rng.choice(["this is wonderful, I love it", "awful and boring", f"about {_text(rng, 2)}"])
             out.append(Comment(eid(kind, u), u, item, t, text))
-    hot_user = f"{tag}hot"
-    for _ in range(hot):
-        at = rng.randrange(n_items, len(out) + 1)
-        text = rng.choice(["this is wonderful, I love it", "lovely", f"about {_text(rng, 2)}"])
-        out.insert(at, Comment(eid("comments", hot_user), hot_user, items[rng.randrange(5)], t, text))
     return out
 
 

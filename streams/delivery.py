@@ -28,8 +28,7 @@ Faust's consumer (:func:`harden_consumer`):
   started one at offset 514 of a log starting at 0: ``perform_seek`` reads it from 0.
 - *A held record committed over.* See :class:`CommitBelowHeld`.
 
-Records read twice change nothing: each table value remembers the offsets it applied
-(``socrec_online.service.state.replayed``), and a worker process drops what it handled already
+Records read twice are idempotent on event_id, and a worker process drops what it handled already
 (``streams.rereads``).
 """
 

@@ -23,7 +23,7 @@ def test_kill_9_three_times_loses_and_doubles_nothing(
     rig_factory: Callable[..., Rig], tiny_text_model_path: Path
 ) -> None:
     rig = rig_factory("kill.")
-    stream = make_stream(1500, partitions=3, seed=7, hot=500)  # one key: 500 events, far past 64 ids
+    stream = make_stream(1500, partitions=3, seed=7)
     r = asyncio.run(
         crash_scenario(
             rig, stream, kills=3, rate=150.0, seed=7, oracle_model=tiny_text_model_path, converge_timeout=90, log=print
