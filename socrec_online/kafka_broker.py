@@ -109,9 +109,14 @@ def _checked_java(java: str) -> str:
     return java
 
 
-def _cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as ``random-uuid``)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def new_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as ``random-uuid``),
+    never starting with '-' (Kafka's ``Uuid.randomUuid`` skips those too: the storage tool's
+    ``-t`` would read one as an option, and formatting failed about once in 64 starts)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass(frozen=True)
@@ -278,7 +283,7 @@ class ApacheKafkaBroker(BrokerProcess):
     def _format(self, props: Path) -> None:
         if (self.log_dir / "meta.properties").is_file():
             return  # formatted before: keep its data
-        args = ["format", "-t", _cluster_id(), "-c", str(props)]
+        args = ["format", "-t", new_cluster_id(), "-c", str(props)]
         if self.secure is not None:
             for user, password in self.secure.users.items():
                 args += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]

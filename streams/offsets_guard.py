@@ -149,6 +149,8 @@ class OffsetsGuard(faust.Sensor):
                 tp.topic, tp.partition, reason, self.anchors.get(tp), now.get(tp), offset,
             )  # fmt: skip
             await rewind(consumer, tp, offset)
+            if self.pipeline is not None:
+                self.pipeline.marks.reset(tp)  # its offsets name other records now (streams/rereads.py)
             self.anchors.pop(tp, None)  # the first record read from the new log is the next anchor
             self._last.pop(tp, None)
             metrics.OFFSET_RESETS.labels(topic=base_name(self.settings, tp.topic), reason=reason).inc()

@@ -75,6 +75,14 @@ class HandledMarks:
             if self._low.get(tp, offset + 1) <= offset < self._next.get(tp, offset):
                 self._again.setdefault(tp, set()).add(offset)
 
+    def reset(self, tp: Any) -> None:
+        """Forget ``tp``'s run (a Faust TP): its log went backwards (a broker that lost its data), so
+        its offsets name other records now (``streams.offsets_guard``)."""
+        key = (tp.topic, tp.partition)
+        self._next.pop(key, None)
+        self._low.pop(key, None)
+        self._again.pop(key, None)
+
     def retain(self, assigned: Iterable[Any]) -> None:
         """Keep the marks of the partitions in ``assigned`` (Faust TPs) only."""
         keep = {(tp.topic, tp.partition) for tp in assigned}

@@ -77,7 +77,7 @@ def test_events_from_confluent_kafka_are_read_back_over_http(service_factory: Ca
 
     # the artist is known (an item author) but never published to: scored now, in the engine process
     artist = api.get("/v1/users/api-artist/recommendations", headers=AUTH).json()
-    assert artist["source"] == "computed" and artist["age_s"] == 0 and artist["user_id"] == "api-artist"
+    assert artist["source"] == "computed" and 0 <= artist["age_s"] < 5 and artist["user_id"] == "api-artist"
 
     assert api.get("/v1/users/api-nobody/recommendations", headers=AUTH).status_code == 404
     assert api.get("/v1/users/api-bob/recommendations").status_code == 401

@@ -39,3 +39,15 @@ def test_missing_jars_without_maven_is_a_clear_error(tmp_path: Path, monkeypatch
         ensure_kafka_libs(tmp_path)
     with pytest.raises(BrokerError, match="pom.xml"):
         ensure_kafka_libs(tmp_path / "nowhere")
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage tool reads ``-t -abc...`` as an option: formatting failed about once in 64 starts."""
+    import uuid
+
+    from socrec_online import kafka_broker
+
+    ids = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(kafka_broker.uuid, "uuid4", lambda: next(ids))
+    cid = kafka_broker.new_cluster_id()
+    assert not cid.startswith("-") and len(cid) == 22

@@ -96,3 +96,10 @@ def test_records_below_the_first_one_handed_over_are_handled_not_dropped() -> No
     # a jump past a gap starts a new run: the offsets skipped are not taken as handled
     assert len(marks.fresh([raw("t", 0, 1500, b"")])) == 1
     assert len(marks.fresh([raw("t", 0, 1450, b"")])) == 1
+
+
+def test_a_partition_whose_log_went_backwards_is_handled_again_from_its_new_start() -> None:
+    marks = HandledMarks()
+    assert len(marks.fresh([raw("t", 0, o, b"") for o in range(5)])) == 5
+    marks.reset(SimpleNamespace(topic="t", partition=0))  # the broker lost its data: offsets restart
+    assert len(marks.fresh([raw("t", 0, o, b"") for o in range(3)])) == 3
