@@ -351,7 +351,7 @@ class Pipeline:
             # may live in another process, so this is one round trip).
             # No positions: exact replay on offsets (state.replayed) needs every key's records in offset
             # order, and after an assignment the consumer can hand over records past the commit before
-            # it seeks back to it (docs/reliability.md); applied event ids decide instead.
+            # it seeks back to it (docs/architecture.md); applied event ids decide instead.
             items: list[Item] = [(ev, None) for ev in work.events]
             work.result, work.failed = await self.breaker.run(items)
         return work
