@@ -68,6 +68,11 @@ def apply_event(
         d.latest = max(d.latest, ev.ts)
 
 
+def _applied(st: ActivityState | SocialState | ItemState | None, ev: Event, pos: Position | None) -> bool:
+    """Did this value apply the event already (its id, or its position: ``state.replayed``)?"""
+    return st is not None and (ev.event_id in st.ids or replayed(st.applied, pos))
+
+
 def _record(st: ActivityState | SocialState, ev: Event, pos: Position | None) -> None:
     """The event is applied to this value: its id, its position, the value's latest event time."""
     st.ids.add(ev.event_id)
@@ -84,7 +89,7 @@ def apply_engagement(
     topic = "clicks" if t is Click else "likes" if t is Like else "comments"
     # a refused event leaves no state behind (no user row a restart would not rebuild)
     known = store.activity.get(ev.user_id)
-    if known is not None and (ev.event_id in known.ids or replayed(known.applied, pos)):
+    if _applied(known, ev, pos):
         d.duplicate(topic)
         return False
     if ev.item_id not in store.item_state:
@@ -157,7 +162,7 @@ def apply_follow(store: Store, d: BatchDelta, ev: Follow, idx: int, pos: Positio
     """A follow or unfollow: an edge of the social graph, within the follows value's bounds."""
     s = store.settings
     known = store.social.get(ev.user_id)
-    if known is not None and (ev.event_id in known.ids or replayed(known.applied, pos)):
+    if _applied(known, ev, pos):
         d.duplicate("follows")
         return False
     if ev.target_id == ev.user_id:
@@ -206,7 +211,7 @@ def apply_follow(store: Store, d: BatchDelta, ev: Follow, idx: int, pos: Positio
 def apply_item(store: Store, d: BatchDelta, ev: ItemPublished, pos: Position | None) -> bool:
     """A published (or re-published: edited) item; a new text is encoded, and moves its engagers."""
     ist = store.item_state.get(ev.item_id)
-    if ist is not None and (ev.event_id in ist.ids or replayed(ist.applied, pos)):
+    if _applied(ist, ev, pos):
         d.duplicate("items")
         return False
     row = store.item_row(ev.item_id)
@@ -232,7 +237,7 @@ def apply_item(store: Store, d: BatchDelta, ev: ItemPublished, pos: Position | N
 def apply_profile(store: Store, d: BatchDelta, ev: Profile, pos: Position | None) -> bool:
     """A profile text: encoded, and part of the user's interest."""
     st = store.activity_of(ev.user_id)
-    if ev.event_id in st.ids or replayed(st.applied, pos):
+    if _applied(st, ev, pos):
         d.duplicate("profiles")
         return False
     row = store.users.row(ev.user_id)
@@ -249,7 +254,7 @@ def apply_profile(store: Store, d: BatchDelta, ev: Profile, pos: Position | None
 def apply_query(store: Store, d: BatchDelta, ev: Query, pos: Position | None) -> bool:
     """A query changes no derived state: it is remembered as applied and answered after the batch."""
     st = store.activity_of(ev.user_id)
-    if ev.event_id in st.ids or replayed(st.applied, pos):
+    if _applied(st, ev, pos):
         d.duplicate("queries")
         return False
     _record(st, ev, pos)
