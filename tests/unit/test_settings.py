@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from socrec_online.settings import Settings, settings_table
+from socrec_online.settings import SECTIONS, Settings, settings_table
 
 
 def test_every_setting_is_documented() -> None:
@@ -48,11 +48,54 @@ def test_docs_settings_table_is_current() -> None:
 
     path = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
     text = path.read_text(encoding="utf-8")
-    start = text.find("\n| env var |")  # the table's header row, at the start of a line
-    assert start >= 0, "docs/settings.md has no settings table"
+    start = text.find("\n## ")  # the first section heading: the generated part runs to the end
+    assert start >= 0, "docs/settings.md has no settings sections"
     assert text[start:].strip() == settings_table().strip(), (
-        "docs/settings.md is stale: regenerate its table with `socrec config --table` (the command is in its header)"
+        "docs/settings.md is stale: regenerate its tables with `socrec config --table` (the command is in its header)"
     )
+
+
+def test_every_setting_is_in_exactly_one_section() -> None:
+    """A field declared in two sections would silently take the later one's default and text."""
+    seen: dict[str, str] = {}
+    for title, section in SECTIONS:
+        for name in section.model_fields:
+            assert name not in seen, f"{name} is in both {seen[name]!r} and {title!r}"
+            seen[name] = title
+    assert set(seen) == set(Settings.model_fields)
+
+
+def test_table_groups_settings_under_their_section_heading() -> None:
+    """Each env var is listed under its own section's heading, and each heading appears once, in order."""
+    under: dict[str, str] = {}
+    headings: list[str] = []
+    for line in settings_table().splitlines():
+        if line.startswith("## "):
+            headings.append(line[3:])
+        elif line.startswith("| `SOCREC_"):
+            under[line.split("`")[1]] = headings[-1]
+    assert headings == [title for title, _ in SECTIONS]
+    assert under["SOCREC_KAFKA_BOOTSTRAP"] == "Kafka"
+    assert under["SOCREC_TEXT_DTYPE"] == "Text tower and model"
+    assert under["SOCREC_BATCH_MAX_EVENTS"] == "Serving"
+    assert under["SOCREC_FINETUNE_LR"] == "Trainer"
+    assert under["SOCREC_API_TOKEN"] == "Read API"
+    assert under["SOCREC_LOG_LEVEL"] == "Operations"
+    assert set(under) == {f"SOCREC_{n.upper()}" for n in Settings.model_fields}
+
+
+def test_descriptions_state_the_unit_not_run_figures() -> None:
+    """A duration, size or count in a description carries its unit; a benchmark's figure never belongs there."""
+    import re
+
+    units = {"_s": "second", "_ms": "millisecond", "_bytes": "byte"}
+    figures = re.compile(r"measured|\d(\.\d+)?x (faster|slower)|\d+(\.\d+)? ?ms a |events/s|cosine to float32")
+    for name, field in Settings.model_fields.items():
+        text = field.description or ""
+        for suffix, unit in units.items():
+            if name.endswith(suffix):
+                assert unit in text, f"SOCREC_{name.upper()}: the description does not say it is in {unit}s"
+        assert not figures.search(text), f"SOCREC_{name.upper()}: a run figure in the description: {text!r}"
 
 
 def test_readme_links_the_settings() -> None:
