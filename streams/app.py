@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, credentials_to_aiokafka_auth
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 
 from socrec_online.broker import free_port
 from socrec_online.settings import Settings
@@ -131,9 +132,15 @@ class _ShortFetchConsumer(AIOKafkaConsumer):
         return _ShortFetchThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class _ShortFetchTransport(AIOKafkaTransport):
+    """The aiokafka transport whose consumers ask for short fetches (the app's own transport only)."""
+
+    Consumer = _ShortFetchConsumer
+
+
 def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     """A Faust app for these settings (``app_id`` overrides the consumer group, e.g. the pass-through)."""
     app = faust.App(app_id or settings.app_id, **faust_settings(settings, app_id=app_id))
     if not settings.broker_caps.prompt_fetch:
-        app.transport.Consumer = _ShortFetchConsumer
+        app.transport = _ShortFetchTransport(app.conf.broker_consumer, app)
     return app

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
 
 log = logging.getLogger("socrec.recovery")
 CHECK_S = 5.0
@@ -54,13 +56,22 @@ class StallDetector:
         self._seen.clear()
 
 
+def table_recovery(app: faust.App) -> Recovery:
+    """The app's table recovery. Faust types ``App.tables`` as the abstract ``TableManagerT``, which
+    does not declare ``recovery``; its concrete manager (the default ``conf.TableManager``) does."""
+    tables = app.tables
+    if not isinstance(tables, TableManager):
+        raise TypeError(f"the recovery guard needs faust's TableManager, not {type(tables).__name__}")
+    return tables.recovery
+
+
 def register_recovery_guard(app: faust.App, stall_s: float = STALL_S) -> StallDetector:
     """Check the app's table recovery on a timer; seek stalled changelog partitions back."""
     detector = StallDetector(stall_s)
 
     @app.timer(CHECK_S)
     async def _recovery_guard() -> None:
-        recovery = app.tables.recovery
+        recovery = table_recovery(app)
         if not recovery.in_recovery:
             detector.reset()
             return
