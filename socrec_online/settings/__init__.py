@@ -40,15 +40,17 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
 """(heading, section) in the order of docs/settings.md; every field of Settings is in exactly one."""
 
 
+# Bases in the reverse of SECTIONS: pydantic collects fields from the last base first, so this
+# keeps the fields (``socrec config``, model_dump, repr) in section order, Kafka first.
 class Settings(
-    KafkaSettings,
-    TextSettings,
-    ServingSettings,
-    ScoringSettings,
-    LimitsSettings,
-    TrainerSettings,
-    ApiSettings,
     OpsSettings,
+    ApiSettings,
+    TrainerSettings,
+    LimitsSettings,
+    ScoringSettings,
+    ServingSettings,
+    TextSettings,
+    KafkaSettings,
     BaseSettings,
 ):
     model_config = SettingsConfigDict(env_prefix="SOCREC_", frozen=True, extra="ignore")
