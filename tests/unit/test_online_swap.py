@@ -36,38 +36,21 @@ def _bad_copy(path: Path, name: str, how: str) -> Path:
 def test_engine_swaps_to_a_published_snapshot_and_refuses_corrupt_ones(
     tmp_path: Path, tiny_text_model_path: Path
 ) -> None:
-    from socrec_online.service.engine import Engine
-
-    events = list(generate(SyntheticConfig(n_users=60, n_items=80, interactions_per_user=10, seed=4)).events())
-    settings = Settings(text_model_path=tiny_text_model_path, snapshot_dir=tmp_path / "snaps", device="cpu")
-    engine = Engine.from_settings(settings)
-    engine.restore({})
-    engine.learn_many(events)
-    cfg = OnlineConfig(
-        buffer=BufferConfig(recent_size=1000, reservoir_size=0),
-        finetune=FinetuneConfig(steps=10, batch_pairs=128, amp="off"),
-        min_train_pairs=20,
-        gate_tolerance=1.0,
-        dim=16,
-    )
-    learner = OnlineLearner(cfg, settings.snapshot_dir, text_dim=engine.dim)
-    learner.learn_many(events)
-    out = learner.finetune("events")
-    assert out.outcome == "published" and out.path
-    user = events[-1].user_id  # type: ignore[union-attr]
+    engine, events, path, version = _published(tmp_path, tiny_text_model_path, 1250, {})
+    user = events[-1].user_id
     assert engine.recommend_many([user])[0]["model_version"] == "zero-shot"
 
-    assert engine.load_snapshot(out.path) == out.version
+    assert engine.load_snapshot(path) == version
     rec = engine.recommend_many([user])[0]
-    assert rec["model_version"] == out.version and rec["items"]
+    assert rec["model_version"] == version and rec["items"]
 
     for name, how, reason in (("v0901-20990101T000000", "flip", "checksum"),
                               ("v0902-20990101T000000", "truncate", "truncated")):
         before = metrics.sample("socrec_snapshot_rejected_total", {"reason": reason}) or 0.0
         with pytest.raises(SnapshotError):
-            engine.load_snapshot(str(_bad_copy(Path(out.path), name, how)))
+            engine.load_snapshot(str(_bad_copy(Path(path), name, how)))
         assert metrics.sample("socrec_snapshot_rejected_total", {"reason": reason}) == before + 1
-        assert engine.recommend_many([user])[0]["model_version"] == out.version  # the old one keeps serving
+        assert engine.recommend_many([user])[0]["model_version"] == version  # the old one keeps serving
 
 
 def _learn(engine: Any, events: list[Any], tables: dict[str, dict[str, Any]]) -> None:
@@ -97,7 +80,8 @@ def _published(
     learner.learn_many(events[:n_events])
     out = learner.finetune("events")
     assert out.outcome == "published" and out.path
-    return engine, events[n_events:], out.path, out.version
+    assert out.version is not None
+    return engine, events, out.path, out.version
 
 
 def _scores(scorer: Any, engine: Any) -> torch.Tensor:
@@ -116,7 +100,8 @@ def test_hot_swap_builds_off_the_engine_and_catches_up_with_the_batches_applied_
     from socrec_online.service.fused import FusedScorer
 
     tables: dict[str, dict[str, Any]] = {}
-    engine, rest, path, version = _published(tmp_path, tiny_text_model_path, 950, tables)
+    engine, events, path, version = _published(tmp_path, tiny_text_model_path, 950, tables)
+    rest = events[950:]
     gate = threading.Event()
     build = FusedScorer.build
 
@@ -152,7 +137,8 @@ def test_a_staged_snapshot_that_fails_to_build_is_refused_and_the_old_model_keep
 ) -> None:
     from socrec_online.service.fused import FusedScorer
 
-    engine, rest, path, version = _published(tmp_path, tiny_text_model_path, 950, {})
+    engine, events, path, version = _published(tmp_path, tiny_text_model_path, 950, {})
+    rest = events[950:]
 
     def broken(self: FusedScorer, g: Any) -> None:
         raise ValueError("snapshot expects 99-d text vectors")
