@@ -8,8 +8,8 @@ loaded at start (and which is checked once more when this consumer is up, closin
 
 An announcement names a version; the worker loads ``SOCREC_SNAPSHOT_DIR/<version>`` (its own
 mount of the snapshot store, never a path from the wire), verifies every checksum, builds the
-scorer and swaps it in *between* batches (it holds the pipeline lock; the load runs on the
-engine thread, off the event loop). A refused snapshot is counted and logged; the old model
+scorer on a thread of the engine while batches go on, and swaps it in between two batches (the
+batches applied meanwhile are replayed into it first), so serving never waits for a build. A refused snapshot is counted and logged; the old model
 keeps serving. Announcements are keyed by one constant key, so they share one partition and
 keep their order (a rollback announced after a publish wins).
 """
@@ -33,6 +33,7 @@ from streams.topics import MODEL_UPDATES, topic_name
 log = logging.getLogger("socrec.model_updates")
 ANNOUNCE_KEY = b"model"
 FETCH_MAX_WAIT_MS = 500
+SWAP_POLL_S = 0.02  # how often a worker asks whether a staged swap serves yet
 
 
 def announcement(version: str, path: str, scores: dict[str, Any] | None = None, ts: float | None = None) -> bytes:
@@ -87,16 +88,23 @@ class ModelUpdates:
             metrics.SNAPSHOT_REJECTED.labels(reason=e.reason.value).inc()
             self._refused(version, e.reason.value)
             return None
-        async with self.pipeline._lock:  # between batches: no batch sees half a swap
-            try:
-                got = await self.pipeline._call(engine.load_snapshot, str(path))
-            except SnapshotError as e:  # refused by the engine (in this process or its own): counted there
-                self._refused(version, e.reason.value)
-                return None
+        try:
+            # staged: the engine copies its graph, builds the new scorer on a thread while batches go
+            # on, and swaps it in at the start of a later call (between batches)
+            staged = await self._between_batches(engine.stage_snapshot, str(path))
+            while (got := await self._between_batches(engine.swap_outcome, staged)) is None:
+                await asyncio.sleep(SWAP_POLL_S)
+        except SnapshotError as e:  # refused by the engine (in this process or its own): counted there
+            self._refused(version, e.reason.value)
+            return None
         metrics.SNAPSHOT_LAST_SUCCESS.set(time.time())
         self.applied.append(got)
         log.info("now serving model %s", got)
         return str(got)
+
+    async def _between_batches(self, fn: Any, *args: Any) -> Any:
+        async with self.pipeline._lock:  # no batch sees half a swap
+            return await self.pipeline._call(fn, *args)
 
     def _refused(self, version: str, why: str) -> None:
         self.refused.append(version)

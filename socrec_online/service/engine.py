@@ -255,7 +255,7 @@ class Engine:
         derive(self.store, self.encoder, d)
         if d.item_text:
             self.ann.add()
-        if d.changes is not None and self.slot.model is not None:
+        if d.changes is not None:
             d.changes.item_ids = self.store.items.ids(d.item_text)
             d.changes.item_rows = list(d.item_text)
             self.slot.learn_batch(self.store, d.changes)
@@ -441,11 +441,19 @@ class Engine:
     def load_snapshot(self, path: str) -> str:
         """Verify, load and attach the snapshot at ``path`` now, and serve it; returns its version.
 
-        Called between batches (the worker holds the pipeline lock). A refused snapshot (truncated,
+        Blocks until served (tools, tests; a worker stages instead). A refused snapshot (truncated,
         bit-flipped, unreadable, or not servable by this engine) raises ``SnapshotError``, is counted
         in ``socrec_snapshot_rejected_total{reason}``, and the old model keeps serving.
         """
         return self.slot.load_snapshot(self.store, self.encoder, path)
+
+    def stage_snapshot(self, path: str) -> str:
+        """Start a hot swap to the snapshot at ``path`` (built off this engine's calls); returns its version."""
+        return self.slot.stage_snapshot(self.store, self.encoder, path)
+
+    def swap_outcome(self, version: str) -> str | None:
+        """A staged swap's outcome: the version once it serves, None while building, or its ``SnapshotError``."""
+        return self.slot.swap_outcome(self.store, version)
 
     def swap_model(self, model: ServingModel | None, version: str) -> None:
         """Serve ``model`` (None = zero-shot) from the next call on; in-flight batches finish on the old one."""

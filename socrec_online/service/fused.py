@@ -8,6 +8,7 @@ head's logits, so a snapshot swap changes the scores and nothing else a user rel
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,43 +56,52 @@ class FusedScorer:
         if self.text is None:
             return engine.item_emb[rows]
         texts = [st.text if (st := engine.item_state.get(i)) is not None else "" for i in ids]
-        return self.text.encode(texts).to(engine.device, torch.float32)  # type: ignore[no-any-return]
+        return self._encode(texts, engine.device)
+
+    def _encode(self, texts: Sequence[str], device: torch.device) -> Tensor:
+        return self.text.encode(list(texts)).to(device, torch.float32)  # type: ignore[union-attr,no-any-return]
 
     def attach(self, engine: GraphView) -> None:
-        """Build the serving graph from the engine's current state (start, restore, swap)."""
+        """Build the serving graph from the engine's current state (start, restore)."""
+        self.build(capture_graph(engine))
+
+    def build(self, g: GraphCopy) -> None:
+        """Build the serving graph from a copy of the engine's graph.
+
+        Touches nothing of the engine, so a hot swap runs it on a thread while the engine serves,
+        then replays the batches applied meanwhile (:meth:`catch_up`) and swaps a reference.
+        """
         from socrec_online.models.recommender import ServingState
 
         cfg = self.model.cfg
-        if int(cfg.text_dim) != engine.dim:
-            raise ValueError(
-                f"snapshot expects {cfg.text_dim}-d text vectors, the text tower gives {engine.dim}"
-            )
-        st = ServingState(self.model, self.user_ids, self.item_ids, device=engine.device)
-        n = len(engine.items)
-        if n:
-            all_ids = engine.items.all_ids
-            st.add_items(all_ids, self._item_text(engine, all_ids, torch.arange(n, device=engine.device)))
-        users, items = [], []
-        for uid, act in engine.activity.items():
-            for iid, e in act.recent.items():
-                if e[0] > 0 and iid in engine.items:
-                    users.append(uid)
-                    items.append(iid)
-        if users:
-            st.learn_interactions(users, items)
-        src, dst = [], []
-        for uid, soc in engine.social.items():
-            for t in soc.following:
-                src.append(uid)
-                dst.append(t)
-        if src:
-            st.learn_follows(src, dst)
+        if int(cfg.text_dim) != g.dim:
+            raise ValueError(f"snapshot expects {cfg.text_dim}-d text vectors, the text tower gives {g.dim}")
+        st = ServingState(self.model, self.user_ids, self.item_ids, device=g.device)
+        if g.item_ids:
+            vecs = g.item_vectors if self.text is None else self._encode(g.item_texts, g.device)
+            st.add_items(g.item_ids, vecs)
+        if g.users:
+            st.learn_interactions(g.users, g.items)
+        if g.follow_src:
+            st.learn_follows(g.follow_src, g.follow_dst)
         st.user_rows([_UNKNOWN_USER])
         st.flush()
         self.state = st
-        self._item_row_map = np.asarray(st.items.rows(engine.items.all_ids), np.int64)
+        self._item_row_map = np.asarray(st.items.rows(g.item_ids), np.int64)
+
+    def catch_up(self, engine: GraphView, batches: Sequence[GraphChanges]) -> None:
+        """Apply the graph changes of the batches the engine applied since its graph was copied."""
+        for changes in batches:
+            self._learn(engine, changes)
+        self._extend_row_map(engine)
 
     def learn_batch(self, engine: GraphView, changes: GraphChanges) -> None:
+        if self.state is None or not changes:
+            return
+        self._learn(engine, changes)
+        self._extend_row_map(engine)
+
+    def _learn(self, engine: GraphView, changes: GraphChanges) -> None:
         st = self.state
         if st is None or not changes:
             return
@@ -111,8 +121,12 @@ class FusedScorer:
         if rem:
             st.unlearn_follows([s for s, _ in rem], [d for _, d in rem])
         st.flush()
+
+    def _extend_row_map(self, engine: GraphView) -> None:
+        """Serving rows of the engine items added since the map was last extended."""
+        st = self.state
         n = len(engine.items)
-        if n > self._item_row_map.shape[0]:
+        if st is not None and n > self._item_row_map.shape[0]:
             new = st.items.rows(engine.items.ids(range(self._item_row_map.shape[0], n)))
             self._item_row_map = np.concatenate([self._item_row_map, np.asarray(new, np.int64)])
 
@@ -140,6 +154,42 @@ class FusedScorer:
         uv = st.user_vectors(s_rows, interest)  # (B, k)
         i_rows = torch.from_numpy(self._item_row_map[cand]).to(engine.device)
         return st.score_many(uv, i_rows).float()  # type: ignore[no-any-return]  # (B, C)
+
+
+@dataclass(frozen=True)
+class GraphCopy:
+    """What :meth:`FusedScorer.build` reads of the engine, copied in one engine call (cheap: lists
+    of ids and one tensor clone), so the build itself can run off the engine's thread."""
+
+    dim: int
+    device: torch.device
+    item_ids: list[str]
+    item_vectors: Tensor  # (n, Dt), the engine's text vectors of item_ids
+    item_texts: list[str]  # for a snapshot with its own (LoRA) text tower
+    users: list[str] = field(default_factory=list)  # engaged (user, item) pairs with positive weight
+    items: list[str] = field(default_factory=list)
+    follow_src: list[str] = field(default_factory=list)
+    follow_dst: list[str] = field(default_factory=list)
+
+
+def capture_graph(engine: GraphView) -> GraphCopy:
+    """Copy the engine's items, positive engagements and follows (see :class:`GraphCopy`)."""
+    n = len(engine.items)
+    ids = list(engine.items.all_ids) if n else []
+    texts = [st.text if (st := engine.item_state.get(i)) is not None else "" for i in ids]
+    users, items = [], []
+    for uid, act in engine.activity.items():
+        for iid, e in act.recent.items():
+            if e[0] > 0 and iid in engine.items:
+                users.append(uid)
+                items.append(iid)
+    src, dst = [], []
+    for uid, soc in engine.social.items():
+        for t in soc.following:
+            src.append(uid)
+            dst.append(t)
+    vecs = engine.item_emb[:n].clone()
+    return GraphCopy(engine.dim, engine.device, ids, vecs, texts, users, items, src, dst)
 
 
 def _adapted_encoder(path: str | Path, encoder: Any | None, lora_cfg: dict[str, Any]) -> Any:
