@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from socrec_online.engagement import MAX_COMMENTS
 from socrec_online.events import INPUT_TOPICS, Event, key_of, to_dict, topic_of
 from socrec_online.service.decode import (
     DeadLetterReason,
@@ -30,7 +31,6 @@ from socrec_online.service.decode import (
 )
 from socrec_online.service.engine import Engine, TextEncoderLike, vader_sentiment
 from socrec_online.service.state import (
-    MAX_COMMENTS,
     MAX_UNFOLLOWED,
     ActivityState,
     ItemState,

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from socrec_online.data.base import KIND_LIKE, CommentRow, Dataset, Interactions
+from socrec_online.data.base import CommentRow, Dataset, Interactions
+from socrec_online.engagement import W_CLICK, W_LIKE, Kind
 from socrec_online.eval.metrics import topk_metrics_from_hits
 from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile
 from socrec_online.settings import Settings
@@ -69,7 +70,7 @@ def events_of(ds: Dataset, rp: Replay) -> list[Event]:
         uid, iid, t = ds.users.id(int(inter.user[idx])), ds.items.id(int(inter.item[idx])), float(ts[idx])
         ev: Event = (
             Like(f"{ds.name}-like-{idx}", uid, iid, t)
-            if inter.kind[idx] == KIND_LIKE
+            if inter.kind[idx] == Kind.LIKE
             else Click(f"{ds.name}-click-{idx}", uid, iid, t)
         )
         timed.append((t, 0, ev))
@@ -169,7 +170,7 @@ def recent_popularity(
     """The engine's "popular now": sum of engagement weights (click 1, like 2) halved every
     ``half_life_s`` before ``now``; what an anonymous user is served."""
     t = np.full(len(inter), ts) if ts is not None else inter.ts
-    w = np.where(inter.kind == KIND_LIKE, 2.0, 1.0) * np.exp2(-np.maximum(now - t, 0.0) / half_life_s)
+    w = np.where(inter.kind == Kind.LIKE, W_LIKE, W_CLICK) * np.exp2(-np.maximum(now - t, 0.0) / half_life_s)
     return np.bincount(inter.item, weights=w, minlength=n_items)
 
 

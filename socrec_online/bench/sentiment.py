@@ -41,7 +41,7 @@ from socrec_online.bench.engine_eval import (
     score_rankings,
     targets_of,
 )
-from socrec_online.service.state import comment_weight
+from socrec_online.engagement import comment_weight
 
 SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "sentiment_sample.tsv"
 LABELS = ("positive", "negative", "neutral")
@@ -318,7 +318,7 @@ def run_trained_ablation(
     from socrec_online.eval.harness import KIND_OF, ModelSpec
     from socrec_online.eval.splits import temporal_split
     from socrec_online.models.recommender import RecommenderConfig
-    from socrec_online.models.train import TrainConfig, fit
+    from socrec_online.models.train import ServingRules, TrainConfig, fit
     from socrec_online.service.engine import vader_sentiment
     from socrec_online.settings import get_settings
 
@@ -354,7 +354,8 @@ def run_trained_ablation(
                 )
                 tcfg = TrainConfig(epochs=spec.epochs, lr=spec.lr, seed=seed, device=device, progress=progress,
                                    max_seconds=spec.max_seconds)
-                fitted = fit(ds, sp, mcfg, tcfg, item_text=item_text if kind != "gnn" else None)
+                rules = dataclasses.replace(ServingRules.from_settings(), sentiment_weighting=aware)
+                fitted = fit(ds, sp, mcfg, tcfg, item_text=item_text if kind != "gnn" else None, rules=rules)
                 with torch.no_grad():
                     met = _test_with_original_mask(fitted, split, device)
                     enj = _test_with_original_mask(fitted, split, device, enjoyed) if enjoyed is not None else {}

@@ -116,7 +116,7 @@ def _evaluate_snapshot(
     from socrec_online.models.gnn import build_graph
     from socrec_online.models.recommender import load_recommender
     from socrec_online.models.text_cache import cache_name, load_item_text
-    from socrec_online.models.train import interest_vectors
+    from socrec_online.models.train import training_view
 
     model, uids, iids, manifest = load_recommender(path)
     ds = load_dataset(dataset, data_dir, seed=seed)
@@ -124,10 +124,10 @@ def _evaluate_snapshot(
     if uids != ds.users.all_ids or iids != ds.items.all_ids:
         raise typer.BadParameter("snapshot ids do not match the dataset's (trained on another dataset?)")
     item_text, _ = load_item_text(cache_name(dataset, data_dir), ds.item_text)
-    interest = interest_vectors(split.train, item_text, ds.n_users)
+    view = training_view(ds, split.train, item_text, lambda t: load_item_text(cache_name(dataset, data_dir), t)[0])
+    interest, pos = view.interest, view.positives
     graph = build_graph(
-        ds.n_users, ds.n_items, split.train.user, split.train.item, split.train.weight,
-        ds.social_src, ds.social_dst, model.cfg.gnn(),
+        ds.n_users, ds.n_items, pos.user, pos.item, pos.weight, ds.social_src, ds.social_dst, model.cfg.gnn(),
     )
     with torch.no_grad():
         uv, iv = model.full_vectors(graph if model.uses_graph else None, item_text, interest)
@@ -180,7 +180,8 @@ def train_cmd(
         n_layers=layers, tau=tau,
     )
     tcfg = TrainConfig(epochs=epochs, loss=loss, lr=lr, seed=seed, device=_device(), max_seconds=max_seconds)  # type: ignore[arg-type]
-    fitted = fit(ds, split, mcfg, tcfg, item_text=item_text)
+    fitted = fit(ds, split, mcfg, tcfg, item_text=item_text,
+                 encode=lambda t: load_item_text(cache_name(dataset, data_dir), t)[0])
     model = fitted.model.cpu()  # score and save on cpu whatever it trained on
     with torch.no_grad():
         uv, iv = model.full_vectors(fitted.graph, fitted.item_text.cpu(), fitted.interest.cpu())

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from socrec_online.engagement import Kind
 from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile
 from socrec_online.idmap import IdMap
-
-KIND_CLICK, KIND_LIKE, KIND_COMMENT = 0, 1, 2
 
 
 @dataclass
@@ -21,7 +20,7 @@ class Interactions:
     item: np.ndarray  # (N,) int64 rows of Dataset.items
     ts: np.ndarray  # (N,) float64 seconds since epoch (0 where the source has no time)
     weight: np.ndarray  # (N,) float32 strength (listen count, 1.0 for a click)
-    kind: np.ndarray  # (N,) int8 KIND_*
+    kind: np.ndarray  # (N,) int8 engagement.Kind value
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -146,7 +145,7 @@ class Dataset:
             if done():
                 return
             uid, iid = self.users.id(int(st.user[idx])), self.items.id(int(st.item[idx]))
-            if st.kind[idx] == KIND_LIKE:
+            if st.kind[idx] == Kind.LIKE:
                 yield Like(f"{self.name}-like-{idx}", uid, iid, t)
             else:
                 yield Click(f"{self.name}-click-{idx}", uid, iid, t)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from socrec_online.data.base import KIND_CLICK, Dataset, Interactions
+from socrec_online.data.base import Dataset, Interactions
+from socrec_online.engagement import Kind
 from socrec_online.idmap import IdMap
 
 
@@ -75,7 +76,7 @@ def load_files(data_dir: str | Path) -> Dataset:
         np.asarray(its, np.int64),
         np.asarray(tss, np.float64),
         np.asarray(ws, np.float32),
-        np.full(len(us), KIND_CLICK, np.int8),
+        np.full(len(us), Kind.CLICK, np.int8),
     )
     return Dataset(
         name="files",

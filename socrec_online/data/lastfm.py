@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from socrec_online.data.base import KIND_CLICK, KIND_LIKE, Dataset, Interactions
+from socrec_online.data.base import Dataset, Interactions
+from socrec_online.engagement import Kind
 from socrec_online.idmap import IdMap
 
 TOP_TAGS_IN_TEXT = 8
@@ -59,7 +60,7 @@ def load_lastfm(data_dir: str | Path | None = None) -> Dataset:
     u = np.asarray([users.row(r[0]) for r in ua], np.int64)
     i = np.asarray([items.row(r[1]) for r in ua], np.int64)
     w = np.asarray([float(r[2]) for r in ua], np.float32)
-    interactions = Interactions(u, i, np.zeros(len(ua)), w, np.full(len(ua), KIND_LIKE, np.int8))
+    interactions = Interactions(u, i, np.zeros(len(ua)), w, np.full(len(ua), Kind.LIKE, np.int8))
 
     # Tag assignments: the only dated signal. First date per (user, artist) is a timed interaction.
     tag_counts: dict[int, Counter[str]] = defaultdict(Counter)
@@ -87,7 +88,7 @@ def load_lastfm(data_dir: str | Path | None = None) -> Dataset:
         np.asarray([k[1] for k in keys], np.int64),
         np.asarray([first[k] for k in keys], np.float64),
         np.ones(len(keys), np.float32),
-        np.full(len(keys), KIND_CLICK, np.int8),
+        np.full(len(keys), Kind.CLICK, np.int8),
     )
     item_tags: list[tuple[str, ...]] = []
     item_text: list[str] = []

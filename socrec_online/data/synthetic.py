@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from socrec_online.data.base import KIND_CLICK, KIND_COMMENT, KIND_LIKE, CommentRow, Dataset, Interactions
+from socrec_online.data.base import CommentRow, Dataset, Interactions
+from socrec_online.engagement import Kind
 from socrec_online.idmap import IdMap
 
 TOPICS: dict[str, list[str]] = {
@@ -158,7 +159,7 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
             pref[u, with_word[w]] *= 1.0 - cfg.aversion_learning
         history[u].append(item)
         r = rng.random()
-        kind = KIND_LIKE if r < cfg.like_share else KIND_CLICK
+        kind = Kind.LIKE if r < cfg.like_share else Kind.CLICK
         us.append(u)
         its.append(item)
         tss.append(t)
@@ -207,4 +208,4 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> Dataset:
     )
 
 
-__all__ = ["KIND_COMMENT", "TOPICS", "SyntheticConfig", "generate"]
+__all__ = ["TOPICS", "SyntheticConfig", "generate"]

@@ -9,6 +9,7 @@ period, test on the one after), or an external split (``--split-dir``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,11 @@ def run_model(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    encode: Callable[[list[str]], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Train ``name`` on ``split.train`` (early stopping on valid), return test metrics + seconds."""
+    """Train ``name`` on ``split.train`` (early stopping on valid), return test metrics + seconds.
+
+    ``encode`` embeds the users' own texts (profiles, comments) for the interest vector, as serving does."""
     t0 = time.perf_counter()
     if name == "popularity":
         pop = Popularity(split.n_items).learn_many(split.train)
@@ -134,7 +138,7 @@ def run_model(
         device=device,
         progress=progress,
     )
-    fitted = fit(ds, split, mcfg, tcfg, item_text=item_text if needs_text else None)
+    fitted = fit(ds, split, mcfg, tcfg, item_text=item_text if needs_text else None, encode=encode)
     secs = time.perf_counter() - t0
     model = fitted.model
     with torch.no_grad():

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from socrec_online.data.base import Dataset, Interactions
+from socrec_online.engagement import Kind
 
 
 @dataclass
@@ -116,7 +117,8 @@ def _read_pairs(path: Path, ds: Dataset) -> tuple[Interactions, int]:
             its.append(i)
     n = len(us)
     inter = Interactions(
-        np.asarray(us, np.int64), np.asarray(its, np.int64), np.zeros(n), np.ones(n, np.float32), np.zeros(n, np.int8)
+        np.asarray(us, np.int64), np.asarray(its, np.int64), np.zeros(n), np.ones(n, np.float32),
+        np.full(n, Kind.CLICK, np.int8),
     )
     return inter, skipped
 

@@ -5,6 +5,10 @@ multinomial likelihood; on LastFM it beat the pairwise losses by a wide margin, 
 ``infonce`` (sampled softmax: one positive vs ``n_neg`` shared uniform negatives), ``bce``
 (binary cross-entropy over sampled negatives) and ``bpr``. AdamW, early stopping on the valid
 split (NDCG@10 with train items masked), seeded, progress bar.
+
+Labels and user features follow serving (``training_view``): a training pair whose net engagement
+is <= 0 (panned in a comment) is not a positive, and the interest vector is serving's definition
+(``models/interest.py``) over the training part, profiles and comments included.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -83,17 +87,67 @@ def item_text_embeddings(
     return out
 
 
-def interest_vectors(train: Interactions, item_text: Tensor, n_users: int) -> Tensor:
-    """(U, Dt) mean text of each user's training items, L2-normalised (zeros without history).
+@dataclass(frozen=True)
+class ServingRules:
+    """The serving settings the trainer follows, so a model trains on the labels and interest
+    vectors it is served with (``SOCREC_SENTIMENT_WEIGHTING``, ``SOCREC_RECENT_PER_USER``,
+    ``SOCREC_INTEREST_HALF_LIFE_S``, ``SOCREC_PROFILE_WEIGHT``)."""
 
-    Offline there is no time on LastFM's listening pairs, so no decay; the serving path uses
-    the time-decayed InterestState of the text tower instead.
+    sentiment_weighting: bool
+    recent_per_user: int
+    interest_half_life_s: float
+    profile_weight: float
+
+    @classmethod
+    def from_settings(cls, s: Any | None = None) -> ServingRules:
+        if s is None:
+            from socrec_online.settings import get_settings
+
+            s = get_settings()
+        return cls(s.sentiment_weighting, s.recent_per_user, s.interest_half_life_s, s.profile_weight)
+
+
+@dataclass
+class TrainingView:
+    positives: Interactions  # the training rows whose (user, item) pair nets above zero
+    interest: Tensor  # (U, Dt) interest vectors, serving's definition
+
+
+def training_view(
+    ds: Dataset,
+    train: Interactions,
+    item_text: Tensor,
+    encode: Callable[[list[str]], Tensor] | None = None,
+    sentiment: Callable[[str], float] | None = None,
+    rules: ServingRules | None = None,
+) -> TrainingView:
+    """Labels and interest of the training part by the serving rules (``data/labels.py``,
+    ``models/interest.py``): the dataset's profiles and the comments on training pairs count,
+    encoded by ``encode`` (None: their text terms are left out).
+
+    ``sentiment`` scores comments (None: VADER, as serving); ``rules`` default to the settings.
     """
-    out = torch.zeros(n_users, item_text.shape[1])
-    u = torch.as_tensor(train.user, dtype=torch.long)
-    i = torch.as_tensor(train.item, dtype=torch.long)
-    out.index_add_(0, u, item_text[i])
-    return F.normalize(out, dim=1)
+    from socrec_online.data.labels import replay
+    from socrec_online.models.interest import history_of, interest_vectors
+
+    rules = rules if rules is not None else ServingRules.from_settings()
+    if sentiment is None and ds.comments:
+        from socrec_online.service.sentiment import vader_sentiment
+
+        sentiment = vader_sentiment()
+    lab = replay(train, ds.comments, sentiment or (lambda _t: 0.0), rules.sentiment_weighting)
+    d = item_text.shape[1]
+    profile = comment_emb = None
+    if encode is not None:
+        profile = torch.zeros(ds.n_users, d)
+        if ds.profiles:
+            prof_rows = sorted(ds.profiles)
+            profile[prof_rows] = encode([ds.profiles[u] for u in prof_rows]).to("cpu", torch.float32)
+        if lab.comment_rows:
+            comment_emb = encode([ds.comments[k].text for k in lab.comment_rows]).to("cpu", torch.float32)
+    h = history_of(ds.n_users, lab.pairs, rules.recent_per_user, lab.comments, comment_emb, profile)
+    interest = interest_vectors(h, item_text.to("cpu", torch.float32), rules.interest_half_life_s, rules.profile_weight)
+    return TrainingView(lab.positives, interest)
 
 
 # --- losses -----------------------------------------------------------------------------------
@@ -132,8 +186,10 @@ def train_recommender(
     interest: Tensor,
     cfg: TrainConfig,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    positives: Interactions | None = None,
 ) -> TrainResult:
-    """Train in place; the model ends with the weights of the best validation epoch."""
+    """Train in place on ``positives`` (default ``split.train``; the whole training part stays
+    masked when validating); the model ends with the weights of the best validation epoch."""
     seed_everything(cfg.seed)
     from socrec_online.devices import resolve_device
 
@@ -146,7 +202,7 @@ def train_recommender(
     nu, ni = split.n_users, split.n_items
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    train = split.train
+    train = positives if positives is not None else split.train
     pos = _pos_matrix(train, nu, ni, dev) if cfg.loss == "softmax" else None
     users = torch.as_tensor(np.unique(train.user), dtype=torch.long)
     pu = torch.as_tensor(train.user, dtype=torch.long)
@@ -257,25 +313,24 @@ def fit(
     model_cfg: RecommenderConfig,
     train_cfg: TrainConfig,
     item_text: Tensor | None = None,
+    encode: Callable[[list[str]], Tensor] | None = None,
+    rules: ServingRules | None = None,
 ) -> Fitted:
-    """Build the training graph (train pairs + the social graph), features, and train."""
+    """Build the training graph (positive train pairs + the social graph), features, and train.
+
+    Labels and interest follow serving (``training_view``); ``encode`` embeds the users' own texts
+    (profiles, comments) for their interest."""
     seed_everything(train_cfg.seed)
     if item_text is None:
         item_text = torch.zeros(ds.n_items, model_cfg.text_dim)
-    interest = interest_vectors(split.train, item_text, ds.n_users)
+        encode = None
+    view = training_view(ds, split.train, item_text, encode, rules=rules)
+    pos = view.positives
     graph = None
     if model_cfg.kind != "text":
         graph = build_graph(
-            ds.n_users,
-            ds.n_items,
-            split.train.user,
-            split.train.item,
-            split.train.weight,
-            ds.social_src,
-            ds.social_dst,
-            model_cfg.gnn(),
+            ds.n_users, ds.n_items, pos.user, pos.item, pos.weight, ds.social_src, ds.social_dst, model_cfg.gnn()
         )
     model = FusedRecommender(model_cfg)
-    res = train_recommender(model, graph, split, item_text, interest, train_cfg)
-    return Fitted(model, graph, item_text, interest, res)
-
+    res = train_recommender(model, graph, split, item_text, view.interest, train_cfg, positives=pos)
+    return Fitted(model, graph, item_text, view.interest, res)

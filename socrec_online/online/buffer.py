@@ -9,17 +9,24 @@ The most recent ``holdout_fraction`` of the window is never trained on: it is th
 evaluation slice (candidate vs current on what happened last). Negatives are sampled per
 training pair from the known catalogue, excluding the user's own positives.
 Every update is idempotent on ``event_id`` (a replayed event is ignored).
+
+What is a positive follows serving (``socrec_online/engagement.py``): each (user, item) pair's net
+engagement weight is kept as the activity table keeps it, and a pair whose weight drops to <= 0
+("click, then this is awful", an unliked like) leaves the buffer, as it leaves the served model's
+graph. Profiles and the last comments per user are kept for the interest vector (``models/interest.py``).
 """
 
 from __future__ import annotations
 
 import random
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from socrec_online.engagement import MAX_COMMENTS, Engaged, PairLedger, is_positive, signed
 from socrec_online.events import Click, Comment, Event, Follow, ItemPublished, Like, Profile
 
 
@@ -39,7 +46,8 @@ class BufferConfig:
     reservoir_size: int = 20_000  # uniform sample of older interactions; 0 = no memory of the past
     holdout_fraction: float = 0.1  # newest share of the window held out for the gate
     max_items: int = 200_000  # item texts remembered (oldest forgotten first)
-    dedup_size: int = 200_000  # event ids remembered for idempotency
+    dedup_size: int = 200_000  # event ids (and engaged pairs, users' texts) remembered
+    sentiment_weighting: bool = True  # the serving rule for comments (SOCREC_SENTIMENT_WEIGHTING)
     seed: int = 0
 
 
@@ -57,6 +65,10 @@ class TrainingData:
     follow_src: np.ndarray  # (E,) user rows
     follow_dst: np.ndarray  # (E,)
     window: dict[str, float]  # data window of what was trained on
+    pairs: dict[tuple[int, int], Engaged] = field(default_factory=dict)  # training pairs' net engagement, newest last
+    profiles: dict[int, str] = field(default_factory=dict)  # user row -> declared interests
+    comments: list[tuple[int, str, float, float]] = field(default_factory=list)  # (user row, text, ts, signed
+    # sentiment) before the held-out slice, time order
 
     @property
     def n_users(self) -> int:
@@ -70,8 +82,13 @@ class TrainingData:
 class ReplayBuffer:
     """Recent window + reservoir of (user, item) positives, item texts and the follow graph."""
 
-    def __init__(self, cfg: BufferConfig | None = None) -> None:
+    def __init__(self, cfg: BufferConfig | None = None, sentiment: Callable[[str], float] | None = None) -> None:
+        """``sentiment`` scores comments (None: VADER, as serving)."""
         self.cfg = cfg or BufferConfig()
+        self._sentiment = sentiment
+        self.ledger: PairLedger[str] = PairLedger(sentiment_weighting=self.cfg.sentiment_weighting)
+        self.profiles: OrderedDict[str, str] = OrderedDict()
+        self.comments: OrderedDict[str, deque[tuple[str, float, float]]] = OrderedDict()
         self.recent: deque[Pair] = deque()
         self.reservoir: list[Pair] = []
         self.seen_past = 0  # pairs that ever left the window (the reservoir's stream length)
@@ -111,13 +128,38 @@ class ReplayBuffer:
             else:
                 self.follows.add(key)
             return True
-        if isinstance(ev, Like) and ev.undo:
-            self._forget(ev.user_id, ev.item_id)
+        if isinstance(ev, Profile):
+            _put(self.profiles, ev.user_id, ev.text, self.cfg.dedup_size)
             return True
-        if isinstance(ev, Click | Like | Comment):
+        if not isinstance(ev, Click | Like | Comment):
+            return False
+        e = self._engage(ev)
+        if e is None or not is_positive(e[0]):
+            self._forget(ev.user_id, ev.item_id)  # no longer a positive (wherever it is kept)
+        elif not (isinstance(ev, Like) and ev.undo):
             self._push(Pair(ev.user_id, ev.item_id, float(ev.ts), ev.event_id))
-            return True
-        return isinstance(ev, Profile)
+        return True
+
+    def _engage(self, ev: Click | Like | Comment) -> Engaged | None:
+        """The pair's net engagement after ``ev``, by the serving rules."""
+        u, i, ts = ev.user_id, ev.item_id, float(ev.ts)
+        if isinstance(ev, Click):
+            e: Engaged | None = self.ledger.click(u, i, ts, ev.dwell_ms)
+        elif isinstance(ev, Like):
+            e = self.ledger.like(u, i, ts, ev.undo)
+        else:
+            if self._sentiment is None:
+                from socrec_online.service.sentiment import vader_sentiment
+
+                self._sentiment = vader_sentiment()
+            score = self._sentiment(ev.text)
+            e = self.ledger.comment(u, i, ts, score)
+            kept = self.comments.pop(u, None) or deque(maxlen=MAX_COMMENTS)
+            kept.append((ev.text, ts, signed(score, self.cfg.sentiment_weighting)))
+            _put(self.comments, u, kept, self.cfg.dedup_size)
+        while len(self.ledger.pairs) > self.cfg.dedup_size:
+            del self.ledger.pairs[next(iter(self.ledger.pairs))]
+        return e
 
     def learn_many(self, events: Iterable[Event]) -> int:
         """Take a batch in order; returns how many were new."""
@@ -141,7 +183,7 @@ class ReplayBuffer:
             self.reservoir[j] = p
 
     def _forget(self, user_id: str, item_id: str) -> None:
-        """An undone like is no longer a positive (wherever it is kept)."""
+        """A pair that is no longer a positive leaves the window and the reservoir."""
         self.recent = deque(p for p in self.recent if not (p.user_id == user_id and p.item_id == item_id))
         self.reservoir = [p for p in self.reservoir if not (p.user_id == user_id and p.item_id == item_id)]
 
@@ -179,6 +221,15 @@ class ReplayBuffer:
 
         tu, ti = rows(train)
         hu, hi = rows(hold)
+        cut = min((p.ts for p in hold), default=float("inf"))
+        pairs: dict[tuple[int, int], Engaged] = {}
+        for (u, i), e in self.ledger.pairs.items():  # newest last, as serving keeps them
+            if u in users and i in items and e[1] < cut:
+                pairs[(users[u], items[i])] = e
+        comments = sorted(
+            ((users[u], text, t, s) for u, cs in self.comments.items() if u in users for text, t, s in cs if t < cut),
+            key=lambda c: c[2],
+        )
         src, dst = [], []
         for a, b in sorted(self.follows):
             src.append(users.setdefault(a, len(users)))
@@ -205,7 +256,18 @@ class ReplayBuffer:
             follow_src=np.asarray(src, np.int64),
             follow_dst=np.asarray(dst, np.int64),
             window=window,
+            pairs=pairs,
+            profiles={users[u]: text for u, text in self.profiles.items() if u in users},
+            comments=comments,
         )
+
+
+def _put(d: OrderedDict[str, Any], key: str, value: Any, cap: int) -> None:
+    """``d[key] = value`` as the newest entry; the oldest go beyond ``cap``."""
+    d.pop(key, None)
+    d[key] = value
+    while len(d) > cap:
+        d.popitem(last=False)
 
 
 def sample_negatives(

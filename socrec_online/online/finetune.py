@@ -29,8 +29,9 @@ from socrec_online.data.base import Interactions
 from socrec_online.devices import native_bf16
 from socrec_online.eval.metrics import evaluate_full_ranking
 from socrec_online.models.gnn import InteractionGraph, build_graph
+from socrec_online.models.interest import history_of, interest_vectors
 from socrec_online.models.recommender import FusedRecommender, RecommenderConfig
-from socrec_online.models.train import pair_loss, pair_scores, seed_everything
+from socrec_online.models.train import ServingRules, pair_loss, pair_scores, seed_everything
 from socrec_online.online.buffer import TrainingData, sample_negatives
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class FinetuneConfig:
     amp: str = "auto"  # auto | on | off: bf16 autocast
     seed: int = 0
     device: str = "cpu"
+    rules: ServingRules | None = None  # serving's interest settings; None: from the settings
 
 
 @dataclass
@@ -69,13 +71,24 @@ class FinetuneResult:
 
 
 # --- features -----------------------------------------------------------------------------------
-def interest_of(users: np.ndarray, items: np.ndarray, item_text: Tensor, n_users: int) -> Tensor:
-    """(U, Dt) mean text of each user's training items, L2-normalised (zeros without history)."""
-    out = torch.zeros(n_users, item_text.shape[1], device=item_text.device)
-    if users.size:
-        u = torch.as_tensor(users, dtype=torch.long, device=item_text.device)
-        out.index_add_(0, u, item_text[torch.as_tensor(items, dtype=torch.long, device=item_text.device)])
-    return F.normalize(out, dim=1)
+def interest_of(data: TrainingData, item_text: Tensor, encoder: Any | None, rules: ServingRules) -> Tensor:
+    """(U, Dt) interest vectors by serving's definition (``models/interest.py``) over the data before
+    the held-out slice: the training pairs' net engagement, the users' profiles and comments
+    (encoded by ``encoder``; None: those text terms are left out)."""
+    dev = item_text.device
+    profile = comment_emb = None
+    if encoder is not None:
+        profile = torch.zeros(data.n_users, item_text.shape[1], device=dev)
+        if data.profiles:
+            rows = sorted(data.profiles)
+            profile[rows] = encoder.encode([data.profiles[r] for r in rows]).to(dev, torch.float32)
+        if data.comments:
+            comment_emb = encoder.encode([c[1] for c in data.comments]).to(dev, torch.float32)
+    h = history_of(
+        data.n_users, data.pairs, rules.recent_per_user, [(c[0], c[2], c[3]) for c in data.comments], comment_emb,
+        profile,
+    )
+    return interest_vectors(h, item_text, rules.interest_half_life_s, rules.profile_weight)
 
 
 def graph_of(data: TrainingData, cfg: RecommenderConfig) -> InteractionGraph:
@@ -181,7 +194,8 @@ def fine_tune(
         return encoder.encode(texts).to(dev, torch.float32)  # (I, Dt)
 
     base_text = encode_all()
-    interest = interest_of(data.train_u, data.train_i, base_text, data.n_users)  # (U, Dt)
+    rules = cfg.rules if cfg.rules is not None else ServingRules.from_settings()
+    interest = interest_of(data, base_text, encoder, rules)  # (U, Dt)
     graph = graph_of(data, model_cfg)
     graph.normalized_csr(dev)
     start = warm_start(current, data, model_cfg, *n_known).to(dev)
@@ -254,8 +268,8 @@ def fine_tune(
         bar.close()
     model.eval()
     new_text = encode_all() if lora_on else base_text
-    new_interest = interest_of(data.train_u, data.train_i, new_text, data.n_users) if lora_on else interest
-    cand_metrics = holdout_metrics(model, graph, new_text, new_interest, data, dev)
+    # interest stays the one trained with: serving builds it from the engine's own text tower
+    cand_metrics = holdout_metrics(model, graph, new_text, interest, data, dev)
     lora = None
     if lora_on:
         from socrec_online.models.text import lora_state_dict
@@ -275,11 +289,11 @@ def fine_tune(
 
 @torch.no_grad()
 def buffer_loss(model: FusedRecommender, data: TrainingData, item_text: Tensor | None = None, n_neg: int = 32,
-                seed: int = 0) -> float:
+                seed: int = 0, rules: ServingRules | None = None) -> float:
     """The training objective on the whole buffer with fixed negatives (tests: fine-tuning lowers it)."""
     dev = model.user_emb.device
     text = item_text if item_text is not None else torch.zeros(data.n_items, model.cfg.text_dim, device=dev)
-    interest = interest_of(data.train_u, data.train_i, text, data.n_users)
+    interest = interest_of(data, text, None, rules if rules is not None else ServingRules.from_settings())
     graph = graph_of(data, model.cfg)
     rng = np.random.default_rng(seed)
     pos: dict[int, set[int]] = {}

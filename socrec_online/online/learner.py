@@ -56,6 +56,7 @@ class OnlineConfig:
                 recent_size=s.buffer_recent_size,
                 reservoir_size=s.buffer_reservoir_size,
                 holdout_fraction=s.holdout_fraction,
+                sentiment_weighting=s.sentiment_weighting,
                 seed=s.seed,
             ),
             finetune=FinetuneConfig(

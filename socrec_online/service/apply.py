@@ -3,8 +3,7 @@
 Each function checks for a duplicate (an event id the value holds, or a position it applied:
 ``state.replayed``), refuses what must not be applied (a dead letter, leaving no state behind),
 changes the raw state and notes in the ``BatchDelta`` what the derivation step must redo and which
-table values to write. Engagement weights (``service/state.py``): click 1 (0.3 under 1 s dwell,
-capped at 3 for repeats), like +2, comment 0.5 + 1.5 * sentiment.
+table values to write. Engagement weights and the negative-comment rule: ``socrec_online/engagement.py``.
 """
 
 from __future__ import annotations
@@ -13,27 +12,27 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from socrec_online import metrics
+from socrec_online.engagement import (
+    MAX_COMMENTS,
+    W_LIKE,
+    Kind,
+    click_gain,
+    comment_gain,
+    liked,
+    signed,
+    unlike,
+)
 from socrec_online.events import TOPIC_OF, Click, Comment, Event, Follow, ItemPublished, Like, Profile, Query
 from socrec_online.service.batch import BatchDelta
 from socrec_online.service.decode import DeadLetterReason
 from socrec_online.service.state import (
-    BOUNCE_MS,
     ENTRY_BYTES,
-    K_CLICK,
-    K_COMMENT,
-    K_LIKE,
-    MAX_COMMENTS,
     MAX_UNFOLLOWED,
-    W_BOUNCE,
-    W_CLICK,
-    W_CLICK_CAP,
-    W_LIKE,
     ActivityState,
     ItemState,
     Position,
     RecentIds,
     SocialState,
-    comment_weight,
     json_bytes,
     mark_applied,
     release,
@@ -102,20 +101,16 @@ def apply_engagement(
     n_seen = len(st.seen)
     was_seen = ev.item_id in st.seen
     if isinstance(ev, Click):
-        prev = st.recent.get(ev.item_id)
-        w = W_BOUNCE if ev.dwell_ms is not None and ev.dwell_ms < BOUNCE_MS else W_CLICK
-        have = prev[0] if prev is not None and prev[2] & K_CLICK else 0.0
-        w = max(0.0, min(w, W_CLICK_CAP - have)) if prev is not None else w
-        st.engage(ev.item_id, w, ev.ts, K_CLICK, s.recent_per_user, s.seen_per_user)
+        st.engage(ev.item_id, click_gain(st.recent.get(ev.item_id), ev.dwell_ms), ev.ts, Kind.CLICK,
+                  s.recent_per_user, s.seen_per_user)
         d.clicks.append((ev.user_id, ev.item_id))
     elif isinstance(ev, Like):
         prev = st.recent.get(ev.item_id)
-        liked = prev is not None and bool(prev[2] & K_LIKE)
         if ev.undo:
-            if liked and prev is not None:  # in place: an undo is not a new engagement
-                st.recent[ev.item_id] = (prev[0] - W_LIKE, prev[1], prev[2] & ~K_LIKE)
-        elif not liked:
-            st.engage(ev.item_id, W_LIKE, ev.ts, K_LIKE, s.recent_per_user, s.seen_per_user)
+            if prev is not None and liked(prev):  # in place: an undo is not a new engagement
+                st.recent[ev.item_id] = unlike(prev)
+        elif not liked(prev):
+            st.engage(ev.item_id, W_LIKE, ev.ts, Kind.LIKE, s.recent_per_user, s.seen_per_user)
     else:
         _comment(st, ev, sentiment, s.sentiment_weighting, s.recent_per_user, s.seen_per_user)
         d.comments[row] = d.comments.get(row, 0) + 1
@@ -142,17 +137,10 @@ def apply_engagement(
 def _comment(
     st: ActivityState, ev: Comment, sentiment: Sentiment, weighting: bool, recent: int, seen: int
 ) -> None:
-    """weight = 0.5 + 1.5 * VADER compound; a negative comment caps the item's summed weight at its own."""
-    sent = sentiment(ev.text)
-    if not weighting:  # the ablation: sign ignored, every comment positive
-        sent = abs(sent)
-    cw = comment_weight(sent)
-    prev = st.recent.get(ev.item_id)
-    if sent < 0 and prev is not None:
-        # said in words, it overrides the implicit click: "this is awful" after a
-        # click leaves the item (and its neighbours) at most at the comment's weight
-        cw = min(cw, cw - prev[0])
-    st.engage(ev.item_id, cw, ev.ts, K_COMMENT, recent, seen)
+    """The comment's weight (``engagement.comment_gain``: a negative one caps the item's summed weight
+    at its own); its text and sentiment are kept for the interest vector."""
+    sent = signed(sentiment(ev.text), weighting)  # weighting off, the ablation: every comment positive
+    st.engage(ev.item_id, comment_gain(st.recent.get(ev.item_id), sent), ev.ts, Kind.COMMENT, recent, seen)
     st.comments.append((ev.item_id, ev.text, ev.ts, sent))
     if len(st.comments) > MAX_COMMENTS:
         del st.comments[0]

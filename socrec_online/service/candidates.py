@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from socrec_online.engagement import Kind
 from socrec_online.service.ann import AnnIndex
 from socrec_online.service.arrays import gather
-from socrec_online.service.state import K_LIKE
 from socrec_online.service.store import Store
 
 
@@ -93,7 +93,7 @@ def social_keys(store: Store, rows: np.ndarray, cand: np.ndarray, now: float) ->
     key = known[owner_k][pi] * c + pos
     age = np.maximum(now - store.eng_ts[fr, ri], 0.0)
     dec = store.eng_w[fr, ri] * np.exp2(-age / store.settings.interest_half_life_s)
-    tag = 1.0 + 4096.0 * ((store.eng_kind[fr, ri] & K_LIKE) > 0)  # count and like-count in one sum
+    tag = 1.0 + 4096.0 * ((store.eng_kind[fr, ri] & Kind.LIKE.value) > 0)  # count and like-count in one sum
     return (
         torch.from_numpy(key).to(dev),
         torch.from_numpy(dec.astype(np.float32)).to(dev),

@@ -2,10 +2,8 @@
 
 For user ``u`` (all text vectors L2-normalised, from the text tower)::
 
-    interest(u) = normalise( profile_weight * e(profile_u)
-                             + sum_j w_j * 2^((ts_j - t_u) / interest_half_life) * e(item_j)
-                             + sum_c 0.5 * sentiment_c * 2^((ts_c - t_u) / interest_half_life) * e(comment_c) )
-        t_u = u's latest event time, so the vector is independent of the clock and the same after a restore
+    interest(u) = the one definition in ``models/interest.py`` (profile, decayed engagements and
+                  comments), anchored at u's latest event time
     social(u)   = normalise( sum_{k=1..K} 0.5^(k-1) * h_k(u) ),  h_0 = interest,
                   h_k(u) = mean_{f followed by u} h_{k-1}(f)   (K = gnn_layers, parameter-free)
 
@@ -22,6 +20,7 @@ import torch
 from torch import Tensor
 
 from socrec_online import metrics
+from socrec_online.models.interest import History, interest_vectors
 from socrec_online.service.arrays import csr_mm, normalise
 from socrec_online.service.batch import BatchDelta
 from socrec_online.service.protocols import TextEncoderLike
@@ -130,37 +129,38 @@ def rebuild_eng_rows(store: Store, rows: Sequence[int]) -> int:
 
 
 def recompute_interest(store: Store, rows: np.ndarray) -> None:
-    """interest(u) for the given user rows (see the module docstring), batched."""
+    """interest(u) for the given user rows (``models/interest.py``, the one definition), batched."""
     s = store.settings
-    hl = s.interest_half_life_s
     dev = store.device
     items = store.eng_item[rows]  # (B, R)
-    valid = items >= 0
-    anchor = store.user_last_ts[rows]  # (B,) the user's latest event time
-    age = np.maximum(anchor[:, None] - store.eng_ts[rows], 0.0)
-    coef = np.where(valid, store.eng_w[rows] * np.exp2(-age / hl), 0.0)
-    bi, ri = np.nonzero(valid & (coef != 0))  # row-major: grouped by user, as CSR wants
-    counts = np.bincount(bi, minlength=len(rows))
-    vec = csr_mm(counts, items[bi, ri], coef[bi, ri], len(store.items), store.item_emb[: len(store.items)])
+    bi, ri = np.nonzero(items >= 0)  # row-major: grouped by user
     rows_t = torch.from_numpy(rows).to(dev)
     prof = torch.from_numpy(store.has_profile[rows].astype(np.float32)).to(dev)
-    vec += (s.profile_weight * prof)[:, None] * store.profile_emb[rows_t]
-    owners: list[int] = []
-    weights: list[float] = []
+    c_own: list[int] = []
+    c_sent: list[float] = []
+    c_ts: list[float] = []
     embs: list[Tensor] = []
     for b, row in enumerate(rows.tolist()):
         ce = store.comment_emb.get(row)
         if ce is not None and ce.shape[0]:
-            st = store.activity[store.users.id(row)]
-            t_u = float(anchor[b])
-            for c_ in st.comments[-ce.shape[0] :]:
-                owners.append(b)
-                weights.append(0.5 * c_[3] * 2.0 ** (-max(t_u - c_[2], 0.0) / hl))
+            for c_ in store.activity[store.users.id(row)].comments[-ce.shape[0] :]:
+                c_own.append(b)
+                c_ts.append(c_[2])
+                c_sent.append(c_[3])
             embs.append(ce)
-    if embs:
-        w_t = torch.tensor(weights, dtype=torch.float32, device=dev)
-        vec.index_add_(0, torch.tensor(owners, device=dev), torch.cat(embs) * w_t[:, None])
-    vec = normalise(vec)
+    h = History(
+        anchor=store.user_last_ts[rows],
+        owner=bi.astype(np.int64),
+        item=items[bi, ri],
+        weight=store.eng_w[rows][bi, ri],
+        ts=store.eng_ts[rows][bi, ri],
+        profile=prof[:, None] * store.profile_emb[rows_t],
+        comment_owner=np.asarray(c_own, np.int64),
+        comment_emb=torch.cat(embs) if embs else None,
+        comment_sentiment=np.asarray(c_sent, np.float64),
+        comment_ts=np.asarray(c_ts, np.float64),
+    )
+    vec = interest_vectors(h, store.item_emb[: len(store.items)], s.interest_half_life_s, s.profile_weight)
     store.interest[rows_t] = vec
     store.has_interest[rows] = (vec.abs().sum(dim=1) > 0).cpu().numpy()
 

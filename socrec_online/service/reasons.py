@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from socrec_online.engagement import Kind
 from socrec_online.service.scoring import Top
-from socrec_online.service.state import K_LIKE
 from socrec_online.service.store import Store
 
 SIMILAR_LAST = 16
@@ -127,7 +127,7 @@ class Reasons:
         code = np.where(top.rows >= 0, code, 0).tolist()
         n_like = top.n_like.tolist()
         sim_item_l = sim_item.tolist()
-        sim_liked = ((sim_kind & K_LIKE) > 0).tolist()
+        sim_liked = ((sim_kind & Kind.LIKE.value) > 0).tolist()
         top_rows = top.rows.tolist()
         uid = self.store.users.id
         out: list[list[str]] = []

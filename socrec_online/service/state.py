@@ -19,25 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-K_CLICK, K_LIKE, K_COMMENT = 1, 2, 4
-
-W_CLICK = 1.0
-"""A click: the weakest positive signal."""
-W_BOUNCE = 0.3
-"""A click with dwell under BOUNCE_MS: probably not interested."""
-BOUNCE_MS = 1000
-W_LIKE = 2.0
-W_CLICK_CAP = 3.0
-"""Repeated clicks on one item stop adding after this (a refresh loop is not love)."""
-COMMENT_BASE, COMMENT_SENTIMENT = 0.5, 1.5
-"""A comment weighs BASE + SENTIMENT * compound sentiment in [-1, 1]: 'this is awful' is negative."""
-MAX_COMMENTS = 10
-"""Comment texts kept per user for the interest vector."""
 MAX_UNFOLLOWED = 1000
-
-
-def comment_weight(sentiment: float) -> float:
-    return COMMENT_BASE + COMMENT_SENTIMENT * sentiment
 
 
 Position = tuple[str, int, tuple[int, ...]]
@@ -313,9 +295,9 @@ class ActivityState:
         """Add ``delta`` to the item's entry and make it the most recent; evict the oldest beyond ``limit``."""
         e = self.recent.pop(item, None)
         if e is None:
-            self.recent[item] = (delta, ts, kind)
+            self.recent[item] = (delta, ts, int(kind))
         else:
-            self.recent[item] = (e[0] + delta, max(e[1], ts), e[2] | kind)
+            self.recent[item] = (e[0] + delta, max(e[1], ts), int(e[2] | kind))
         while len(self.recent) > limit:
             del self.recent[next(iter(self.recent))]
         self.seen.pop(item, None)

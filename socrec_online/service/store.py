@@ -71,7 +71,7 @@ class Store:
         self.eng_item = np.zeros((0, r), np.int64)  # (U, R) item rows, -1 pad
         self.eng_w = np.zeros((0, r), np.float32)  # (U, R)
         self.eng_ts = np.zeros((0, r), np.float64)  # (U, R)
-        self.eng_kind = np.zeros((0, r), np.int8)  # (U, R) K_* bitmask
+        self.eng_kind = np.zeros((0, r), np.int8)  # (U, R) engagement.Kind bitmask
         self.interest = torch.zeros(0, d, device=dev)  # (U, D)
         self.hops = torch.zeros(settings.gnn_layers, 0, d, device=dev)  # (K, U, D)
         self.social_vec = torch.zeros(0, d, device=dev)  # (U, D)

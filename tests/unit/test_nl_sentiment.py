@@ -12,8 +12,9 @@ import pytest
 from _engine_texts import T0, TEXTS
 
 from socrec_online.bench.sentiment import SAMPLE_PATH, evaluate_scorer, load_sample
-from socrec_online.data.base import KIND_CLICK, CommentRow, Interactions
+from socrec_online.data.base import CommentRow, Interactions
 from socrec_online.data.labels import sentiment_labels
+from socrec_online.engagement import Kind
 from socrec_online.events import Click, Comment, Event, ItemPublished
 from socrec_online.service.engine import Engine, vader_sentiment
 from socrec_online.settings import Settings
@@ -92,7 +93,7 @@ def test_a_followees_panned_item_gets_no_social_proof(encoder: Any) -> None:
 def test_training_labels_drop_panned_pairs_only_when_sentiment_aware() -> None:
     inter = Interactions(
         np.array([0, 0, 1]), np.array([5, 6, 5]), np.array([1.0, 2.0, 3.0]), np.ones(3, np.float32),
-        np.full(3, KIND_CLICK, np.int8),
+        np.full(3, Kind.CLICK, np.int8),
     )
     comments = [CommentRow(0, 5, 1.5, "this is awful"), CommentRow(1, 5, 3.5, "love it")]
     score = vader_sentiment()
