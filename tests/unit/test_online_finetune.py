@@ -109,7 +109,8 @@ def test_too_little_data_is_skipped_not_failed(tmp_path: Path) -> None:
 def test_lora_on_the_text_tower_is_trained_and_shipped(
     stream: list[Event], tmp_path: Path, tiny_text_model_path: Path
 ) -> None:
-    from socrec_online.models.text import TextEncoder, TextEncoderConfig, lora_state_dict
+    from socrec_online.models.lora import lora_state_dict
+    from socrec_online.models.text import TextEncoder, TextEncoderConfig
     from socrec_online.snapshot_lora import read_lora
 
     enc = TextEncoder(TextEncoderConfig(model_path=str(tiny_text_model_path)))
