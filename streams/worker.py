@@ -32,13 +32,16 @@ from socrec_online.service.protocols import WorkerEngine
 from socrec_online.service.remote import STOP_TIMEOUT_S as ENGINE_STOP_TIMEOUT_S
 from socrec_online.settings import Settings
 from streams.admin import TopicMismatchError, ensure_topics
-from streams.agents import Passthrough, Pipeline, register_agent
+from streams.agents import register_agent
 from streams.api import api_server
 from streams.app import create_app
+from streams.catchup import CatchUp
 from streams.delivery import harden_consumer, items_behind
 from streams.liveness import install_health_route, install_ready_route, install_state_route
 from streams.offsets_guard import register_offsets_guard
 from streams.output import OutputProducer
+from streams.passthrough import Passthrough
+from streams.pipeline import Pipeline
 from streams.recovery_guard import register_recovery_guard
 from streams.tables import declare_tables
 from streams.topics import Topics, base_name, declare_topics, required_topics
@@ -167,7 +170,11 @@ def build(
         metrics.set_model_version(serving)
         log.info("serving model %s", serving)
 
-    register_agent(app, settings, topics, handler.handle, "passthrough" if passthrough else "process")
+    if isinstance(handler, Pipeline):
+        catchup = CatchUp(settings, lambda tp: app.consumer.highwater(tp)) if settings.batch_catchup_backlog > 0 else None
+        register_agent(app, settings, topics, handler.handle, "process", catchup=catchup, bind_acks=handler.bind_acks)
+    else:
+        register_agent(app, settings, topics, handler.handle, "passthrough")
     # a broker that lost its data: resume input partitions whose log went backwards (streams/offsets_guard.py)
     register_offsets_guard(app, settings, topics.inputs.topics, handler if isinstance(handler, Pipeline) else None)
     # a changelog partition whose recovery stopped short of its end is read again (streams/recovery_guard.py)

@@ -15,7 +15,7 @@ from socrec_online.events import Click, Comment, Follow, ItemPublished, Like, Pr
 from socrec_online.models.quantize import quantize_on
 from socrec_online.models.text import TextEncoderConfig
 from socrec_online.settings import Settings
-from streams.agents import MIN_CATCHUP_WINDOW, CatchUp
+from streams.catchup import MIN_CATCHUP_WINDOW, CatchUp
 
 
 def _window(n: int, start: int = 0) -> list[Any]:
