@@ -23,7 +23,7 @@ import faust
 from aiokafka.errors import IllegalStateError, KafkaError
 
 import socrec_online
-from socrec_online import metrics
+from socrec_online import metrics, ops_http
 from socrec_online.api.auth import api_token
 from socrec_online.broker import free_port
 from socrec_online.health import Readiness
@@ -272,7 +272,7 @@ def run_worker(
         print(f"socrec worker: cannot use Kafka at {settings.kafka_bootstrap}: {exc!r}{cause}", file=sys.stderr)
         return 3
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    port = metrics.start_metrics_server(settings.metrics_host, settings.metrics_port)
+    port = ops_http.start_metrics_server(settings.metrics_host, settings.metrics_port)
     print(f"socrec worker: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
     install_health_route(settings)  # GET /healthz: 200 ok, 503 stuck (socrec_online/health.py)
     readiness = install_ready_route()  # GET /readyz: 503 until the engine is restored, then 200
@@ -290,7 +290,7 @@ def run_worker(
             print(f"socrec worker: cannot serve the read API on {settings.web_host}:{settings.web_port}: {exc}",
                   file=sys.stderr)  # fmt: skip
             handler.close()
-            metrics.stop_metrics_server()
+            ops_http.stop_metrics_server()
             return 4
         print(f"socrec worker: read API on http://{settings.web_host}:{api.port}/v1/ (docs/api.md)", flush=True)
 
@@ -320,5 +320,5 @@ def run_worker(
     finally:
         if isinstance(handler, Pipeline):
             handler.close()
-        metrics.stop_metrics_server()
+        ops_http.stop_metrics_server()
     return code
