@@ -25,6 +25,8 @@ from streams.topics import DEAD_LETTERS, base_name, topic_name
 
 
 def origin_of(event: faust.types.EventT, settings: Settings) -> Origin:
+    """Where a Faust event came from (its topic without the deployment's prefix), with its raw key
+    and value as bytes: what a dead letter, the router and the acks need."""
     msg = event.message
     raw = event.value if isinstance(event.value, bytes | None) else bytes(event.value)
     key = event.key if isinstance(event.key, bytes | None) else str(event.key).encode()
