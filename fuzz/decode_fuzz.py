@@ -41,7 +41,8 @@ def _child(libfuzzer_args: list[str]) -> None:
         import socrec_online.service.decode
         import socrec_online.service.state  # noqa: F401
     from fuzz.service_path import ServicePath, path_settings
-    from socrec_online.models.text import TextEncoder, TextEncoderConfig, make_tiny_bert
+    from socrec_online.models.text import TextEncoder, TextEncoderConfig
+    from socrec_online.models.tiny_bert import make_tiny_bert
 
     model = make_tiny_bert(Path(tempfile.mkdtemp(prefix="socrec-fuzz-")))
     encoder = TextEncoder(TextEncoderConfig(model_path=str(model), cache_size=10_000))

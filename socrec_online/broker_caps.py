@@ -1,7 +1,7 @@
 """What the broker in use can do, so the worker works around a defect only where it exists.
 
 One object decides every broker-specific choice of the stream layer (``streams/app.py``,
-``streams/agents.py``, ``streams/offsets_guard.py``, ``streams/output.py``): on Apache Kafka
+``streams/pipeline.py``, ``streams/offsets_guard.py``, ``streams/output.py``): on Apache Kafka
 none of the embedded broker's workarounds runs. Each ``False`` below names the defect of the
 embedded Tansu (0.6, memory storage) that a workaround exists for:
 

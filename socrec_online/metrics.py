@@ -4,18 +4,19 @@ One module-level registry (not prometheus_client's global one) so a test or a se
 the same process cannot collide with ours, and so the worker serves exactly this set plus
 the process collectors. Base units (seconds, bytes), prefix ``socrec_``, and never an id as a
 label: user/item ids would explode cardinality and leak data.
+
+Served over HTTP by ``socrec_online.ops_http``; an engine in a child process sends its changes to
+the worker through ``socrec_online.service.metrics_bridge``.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import orjson
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -295,167 +296,6 @@ def stage(name: str) -> Iterator[None]:
         child.observe(time.perf_counter() - t0)
 
 
-_servers: list[Any] = []
-
-Route = Callable[[], tuple[int, bytes]]
-"""A GET handler on the metrics server: () -> (HTTP status, JSON body). Runs on the server's thread."""
-_routes: dict[str, Route] = {}
-
-
-def add_route(path: str, handler: Route) -> None:
-    """Serve ``handler`` at ``path`` (e.g. ``/healthz``) beside ``/metrics`` on the metrics server."""
-    _routes[path] = handler
-
-
-def remove_route(path: str) -> None:
-    _routes.pop(path, None)
-
-
-def _wsgi_app() -> Callable[..., Any]:
-    from prometheus_client import make_wsgi_app
-
-    prom = make_wsgi_app(REGISTRY)
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        handler = _routes.get(environ.get("PATH_INFO") or "")
-        if handler is None:
-            return list(prom(environ, start_response))
-        try:
-            status, body = handler()
-        except Exception as exc:  # noqa: BLE001 - a failing check is an answer (503), never a dead server
-            status, body = 503, orjson.dumps({"status": "error", "reason": repr(exc)[:200]})
-        phrase = {200: "OK", 503: "Service Unavailable"}.get(status, "Status")
-        start_response(
-            f"{status} {phrase}",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-        )
-        return [body]
-
-    return app
-
-
-def start_metrics_server(host: str = "127.0.0.1", port: int = 0) -> int:
-    """Serve :data:`REGISTRY` (and :func:`add_route` routes) over HTTP on a daemon thread.
-
-    Port 0 picks a free one. Returns the port.
-    """
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-    from prometheus_client.exposition import ThreadingWSGIServer
-
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    class Server(ThreadingWSGIServer):
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-    server = make_server(host, port, _wsgi_app(), Server, handler_class=Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True, name="socrec-metrics").start()
-    _servers.append(server)
-    return int(server.server_port)
-
-
-def stop_metrics_server() -> None:
-    """Stop every server started here (the demo exits with nothing left listening)."""
-    while _servers:
-        server = _servers.pop()
-        server.shutdown()
-        server.server_close()
-
-
 def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
     """Current value of one series (tests and the demo's live view read metrics through this)."""
     return REGISTRY.get_sample_value(name, labels or {})
-
-
-# ---------------------------------------------------------------- engine in a child process
-# The worker runs its engine in a child process (no interpreter lock shared with the Kafka
-# client). The engine's metrics then move in the child's registry: the child exports what
-# changed since its last export with every answer and the worker adds it into its own
-# metrics, so /metrics shows one process and no series is doubled or lost.
-
-ENGINE_SIDE: tuple[Any, ...] = (
-    EVENTS,
-    STAGE_SECONDS,
-    ITEM_FRESHNESS,
-    GRAPH_NODES,
-    GRAPH_EDGES,
-    MODEL_SWAPS,
-    SNAPSHOT_REJECTED,
-    SNAPSHOT_LAST_SUCCESS,
-    ONLINE_HIT_RATIO,
-    TEXT_CACHE_HITS,
-    TEXT_CACHE_MISSES,
-    TEXTS_ENCODED,
-    ANN_ITEMS,
-    STATE_SKIPPED,
-)
-_ENGINE_BY_NAME = {m._name: m for m in ENGINE_SIDE}
-_exported: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
-
-
-def _labelled(metric: Any, labels: dict[str, str]) -> Any:
-    return metric.labels(**labels) if labels else metric
-
-
-def export_engine_deltas() -> list[list[Any]]:
-    """[name, type, labels, payload] rows: counter increments, gauge values, histogram bucket
-    increments (non-cumulative, then the sum's increment) since the previous call."""
-    rows: list[list[Any]] = []
-    for metric in ENGINE_SIDE:
-        for family in metric.collect():
-            if family.type == "histogram":
-                series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
-                for s in family.samples:
-                    labels = tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
-                    d = series.setdefault(labels, {"buckets": [], "sum": 0.0})
-                    if s.name.endswith("_bucket"):
-                        d["buckets"].append(s.value)
-                    elif s.name.endswith("_sum"):
-                        d["sum"] = s.value
-                for labels, d in series.items():
-                    key = (metric._name, labels)
-                    prev = _exported.get(key) or ([0.0] * len(d["buckets"]), 0.0)
-                    cum = d["buckets"]
-                    if cum == prev[0]:
-                        continue
-                    per = [c - (cum[i - 1] if i else 0.0) for i, c in enumerate(cum)]
-                    prev_per = [c - (prev[0][i - 1] if i else 0.0) for i, c in enumerate(prev[0])]
-                    inc = [a - b for a, b in zip(per, prev_per, strict=True)]
-                    rows.append([metric._name, "histogram", dict(labels), [inc, d["sum"] - prev[1]]])
-                    _exported[key] = (list(cum), d["sum"])
-                continue
-            for s in family.samples:
-                if s.name.endswith("_created"):
-                    continue
-                labels = tuple(sorted(s.labels.items()))
-                key = (metric._name, labels)
-                if family.type == "counter":
-                    delta = s.value - float(_exported.get(key, 0.0))
-                    if delta:
-                        rows.append([metric._name, "counter", dict(labels), delta])
-                        _exported[key] = s.value
-                elif _exported.get(key) != s.value:
-                    rows.append([metric._name, "gauge", dict(labels), s.value])
-                    _exported[key] = s.value
-    return rows
-
-
-def apply_engine_deltas(rows: list[list[Any]]) -> None:
-    """Add a child engine's exported changes into this process's metrics."""
-    for name, kind, labels, payload in rows:
-        metric = _ENGINE_BY_NAME.get(name)
-        if metric is None:
-            continue
-        child = _labelled(metric, labels)
-        if kind == "counter":
-            child.inc(payload)
-        elif kind == "gauge":
-            child.set(payload)
-        elif kind == "histogram":
-            inc, total = payload
-            for bucket, n in zip(child._buckets, inc, strict=True):  # no public API adds counts
-                if n:
-                    bucket.inc(n)
-            child._sum.inc(total)

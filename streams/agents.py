@@ -1,20 +1,12 @@
-"""The agents: decode and validate, call the library, emit. Nothing else lives here.
+"""The agent: one Faust agent over every input topic, feeding micro-batches to a handler.
 
 One agent consumes every input topic as one stream of micro-batches (``take_events``), so a
 batch that mixes items, follows and clicks is applied by the engine in one call, in order,
-and every user it touches is scored once (``Engine.step``: one call per batch). Engine calls run
-on one dedicated thread, so the event loop keeps fetching, heartbeating and producing meanwhile;
-the thread is single, so engine calls never overlap. By default the engine itself lives in a
-child process (``socrec_online.service.remote``) and that thread only waits on its pipe.
+and every user it touches is scored once (``streams.pipeline.Pipeline``, the usual handler;
+``streams.passthrough`` is the bench baseline). While the worker is behind, windows are merged
+into bigger batches first (``streams.catchup``).
 
-Inputs arrive on several topics and partitions, so a click can overtake the ``items`` event it
-refers to. Such an interaction is held (its ack too, so its offset is not committed and a crash
-loses nothing) until its item arrives or ``unknown_item_grace_s`` runs out; only then is it
-dead-lettered as ``unknown_item``.
-
-Failure policy: a bad record is a dead letter (with its origin) and never stops the agent;
-an engine failure on a batch is retried and, if it persists, narrowed down to the events that
-fail alone, which are dead-lettered (``streams.breaker``); any other exception from the library
+Failure policy: the handler dead-letters bad records itself; any exception that reaches the agent
 is a bug or an infrastructure fault, so the agent crashes the worker (``CrashingSupervisor``)
 instead of dying quietly, and at-least-once delivery replays the unacknowledged batch on restart
 (the engine is idempotent on event ids).
@@ -23,556 +15,22 @@ instead of dying quietly, and at-least-once delivery replays the unacknowledged 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
 
 import faust
-import orjson
 from mode import CrashingSupervisor
 
 from socrec_online import metrics
-from socrec_online.api.reads import NotReady
-from socrec_online.events import Click, Comment, Event, ItemPublished, Like, key_of
-from socrec_online.health import set_os_thread_name
-from socrec_online.service.decode import (
-    DeadLetterReason,
-    DecodeError,
-    check_key,
-    dead_letter_record,
-    decode_event,
-)
-from socrec_online.service.heap import freeze_long_lived
-from socrec_online.service.protocols import WorkerEngine
-from socrec_online.service.remote import Encoded, RemoteEngine
 from socrec_online.settings import Settings
-from streams.breaker import Breaker, Item
+from streams.catchup import CatchUp
 from streams.delivery import drop_past_holes
-from streams.origin import Origin
-from streams.output import OutputProducer
-from streams.rereads import HandledMarks
-from streams.routing import Router
-from streams.tables import apply_updates, fence, settle, snapshot_tables
-from streams.topics import DEAD_LETTERS, PASSTHROUGH, RECOMMENDATIONS, Topics, base_name, topic_name
+from streams.topics import Topics
 
 log = logging.getLogger("socrec.streams")
-T = TypeVar("T")
 
-
-def origin_of(event: faust.types.EventT, settings: Settings) -> Origin:
-    msg = event.message
-    raw = event.value if isinstance(event.value, bytes | None) else bytes(event.value)
-    key = event.key if isinstance(event.key, bytes | None) else str(event.key).encode()
-    return Origin(base_name(settings, msg.topic), msg.partition, msg.offset, key, raw, event)
-
-
-class Deferred:
-    """An interaction waiting for its item's event; its ack is held so the offset is not committed."""
-
-    __slots__ = ("deadline", "event", "origin")
-
-    def __init__(self, event: Event, origin: Origin, deadline: float) -> None:
-        self.event, self.origin, self.deadline = event, origin, deadline
-
-
-class DeadLetters:
-    """Publishes dead letters: the DESIGN.md record, keyed like the bad record, counted by reason."""
-
-    def __init__(self, out: OutputProducer, settings: Settings) -> None:
-        self.out, self.settings = out, settings
-        self.topic = topic_name(settings, DEAD_LETTERS)
-
-    async def send(self, origin: Origin, reason: DeadLetterReason | str, error: str) -> None:
-        record = dead_letter_record(
-            origin.topic,
-            origin.partition,
-            origin.offset,
-            reason,
-            error,
-            origin.raw,
-            self.settings.dead_letter_payload_bytes,
-        )
-        await self.out.send(self.topic, origin.key, orjson.dumps(record))
-        metrics.DEAD_LETTERS.labels(reason=str(reason)).inc()
-
-
-def decode_batch(
-    batch: Sequence[faust.types.EventT], settings: Settings
-) -> tuple[list[Event], list[Origin], list[tuple[Origin, DecodeError]]]:
-    """Decode every record and check its key (``check_key``: a mis-keyed event is a dead letter);
-    good ones keep their batch order, bad ones keep their origin."""
-    events: list[Event] = []
-    origins: list[Origin] = []
-    bad: list[tuple[Origin, DecodeError]] = []
-    for fe in batch:
-        origin = origin_of(fe, settings)
-        try:
-            ev = decode_event(origin.topic, origin.raw, settings)
-            check_key(ev, origin.key)
-        except DecodeError as exc:
-            bad.append((origin, exc))
-        else:
-            events.append(ev)
-            origins.append(origin)
-    return events, origins, bad
-
-
-class _Outputs:
-    """What one batch must still write once the engine is done with it."""
-
-    __slots__ = ("events", "failed", "origins", "released", "result")
-
-    def __init__(self, events: list[Event], origins: list[Origin], released: list[Origin]) -> None:
-        self.events, self.origins, self.released = events, origins, released
-        self.result: dict[str, Any] | None = None
-        self.failed: list[tuple[int, str]] = []  # (index, error) of events the breaker gave up on
-
-
-class Pipeline:
-    """The full service path of one micro-batch: decode -> engine -> tables -> recommendations."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        topics: Topics,
-        tables: Mapping[str, faust.Table],
-        engine: WorkerEngine,
-        out: OutputProducer,
-        on_ready: Callable[[], None] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.topics = topics
-        self.tables = tables
-        self.engine = engine
-        self.out = out
-        self.rec_topic = topic_name(settings, RECOMMENDATIONS)
-        self.dead_letters = DeadLetters(out, settings)
-        self.router = Router(settings, out)  # records on another id's partition go there, unapplied
-        self.marks = HandledMarks()  # a record the consumer hands over again is not handled twice
-        self._executor = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix="socrec-engine",
-            initializer=set_os_thread_name,  # visible to top -H / py-spy / the liveness test
-            initargs=("socrec-engine",),
-        )
-        self._restore_pending = True
-        self._on_ready = on_ready
-        self._lock = asyncio.Lock()  # one batch at a time: engine calls and table writes stay in order
-        self._deferred: list[Deferred] = []
-        self._ack: Callable[[faust.types.EventT], Awaitable[Any]] | None = None
-        self.batches = 0
-        self.restores = 0
-        self._fences = 0
-        self._tail: asyncio.Future[None] | None = None  # the previous batch's outputs, in flight
-        self.breaker = Breaker(settings.breaker_failures, self._step, self._rebuild)
-        self.shared: Any | None = None  # streams.mirror.StateMirror: the other workers' state
-        # is the items partition of this item id still behind? (streams.delivery.items_behind)
-        self.items_behind: Callable[[str], bool] = lambda _item: False
-        # told of every payload published (the read API's cache of latest lists, streams/api.py)
-        self.on_publish: Callable[[Sequence[Encoded]], None] | None = None
-
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-
-    async def between_batches(self, fn: Callable[..., T], *args: Any) -> T:
-        """One engine call (the read API's) between two batches, never in the middle of one; raises
-        ``NotReady`` before the engine is first restored from the tables."""
-        async with self._lock:
-            if self._restore_pending:
-                raise NotReady("the engine is not restored from the tables yet")
-            return await self._call(fn, *args)
-
-    async def restore(self) -> None:
-        async with self._lock:
-            await self._restore()
-
-    async def _restore(self) -> None:
-        # After a recovery Faust seeks every assigned partition back to its committed offset, so
-        # events held for their items are delivered again: forget them here (and let them in again).
-        self.marks.forget(
-            (d.origin.event.message.topic, d.origin.partition, d.origin.offset)
-            for d in self._deferred
-            if d.origin.event is not None
-        )
-        self._deferred.clear()
-        t0 = time.perf_counter()
-        state = await self._rebuild({})
-        if isinstance(self.engine, RemoteEngine):
-            freeze_long_lived()  # this process's side too (an in-process engine's restore did it)
-        self._restore_pending = False
-        sizes = {k: len(v) for k, v in state.items()}
-        log.info("engine restored from tables %s in %.2fs", sizes, time.perf_counter() - t0)
-        if self._on_ready is not None:
-            self._on_ready()
-            self._on_ready = None
-
-    async def _step(self, items: list[Item]) -> dict[str, Any]:
-        events = [ev for ev, _ in items]
-        positions = [pos for _, pos in items]
-        result: dict[str, Any] = await self._call(self.engine.step, events, positions=positions)
-        return result
-
-    async def _rebuild(self, overlay: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-        """The engine from the tables (plus ``overlay``: values not written yet, for the breaker,
-        whose failed call may have left the engine half-applied); returns the state it was given.
-        Held events stay held (never applied)."""
-        await self.quiesce()
-        state = snapshot_tables(self.tables)
-        for name in overlay:
-            state.setdefault(name, {})
-        apply_updates(state, overlay)
-        if self.shared is not None:
-            state = await self.shared.rebuild_state(state)
-        await self._call(self.engine.restore, state)
-        self.restores += 1
-        return state
-
-    async def upsert(self, take: Callable[[], dict[str, dict[str, Any]]]) -> int:
-        """Apply other workers' table values (``take()``, chosen under the lock) between batches;
-        0 without calling ``take`` until the engine is rebuilt (the rebuild merges them instead)."""
-        async with self._lock:
-            if self._restore_pending:
-                return 0
-            values = take()
-            n = sum(len(kv) for kv in values.values())
-            if n:
-                await self._call(self.engine.upsert, values)
-            return n
-
-    def bind_acks(self, ack: Callable[[faust.types.EventT], Awaitable[Any]]) -> None:
-        """The stream's ack: used to release events whose acks were held while deferred."""
-        self._ack = ack
-
-    @property
-    def deferred(self) -> int:
-        return len(self._deferred)
-
-    async def handle(self, batch: Sequence[faust.types.EventT]) -> None:
-        """Learn and score this batch, then hand its outputs to ``_finish`` and return.
-
-        Two batches overlap: while the engine works on batch N+1, batch N's tables, fences and
-        recommendations are written and flushed. The acks of N's records are held until then
-        (``incref``), so no offset is committed before what the batch caused is delivered.
-        """
-        async with self._lock:
-            if self._restore_pending:
-                await self._restore()
-            metrics.BATCH_EVENTS.observe(len(batch))
-            with metrics.stage("decode"):
-                events, origins, bad = decode_batch(self.marks.fresh(batch), self.settings)
-            for origin, exc in bad:
-                metrics.EVENTS.labels(topic=origin.topic, outcome="dead_letter").inc()
-                await self.dead_letters.send(origin, exc.reason, exc.detail)
-            # flushed by ``_finish`` before any ack of this batch (streams/routing.py)
-            events, origins = await self.router.divert(events, origins)
-            held = [fe for fe in batch if self._ack is not None]
-            for fe in held:
-                fe.message.incref()
-            work = await self._apply(events, origins)
-            await self._chain(work, held)
-
-    async def _chain(self, work: _Outputs, held: list[faust.types.EventT]) -> None:
-        """At most one batch's outputs in flight: wait for the previous one, start this one."""
-        await self.quiesce()
-        self._tail = asyncio.ensure_future(self._finish(work, held))
-
-    async def quiesce(self) -> None:
-        """Wait until every batch's outputs are written and acknowledged (raises what they raised)."""
-        tail, self._tail = self._tail, None
-        if tail is not None:
-            await tail
-
-    def raise_failed(self) -> None:
-        """Timer: a batch's outputs failed while no next batch came to notice it; crash now."""
-        tail = self._tail
-        if tail is not None and tail.done() and not tail.cancelled() and tail.exception() is not None:
-            self._tail = None
-            raise tail.exception()  # type: ignore[misc]
-
-    async def retry_deferred(self) -> None:
-        """Timer: release held interactions whose item arrived, or whose grace ran out."""
-        self.raise_failed()
-        if self._deferred and not self._lock.locked():
-            async with self._lock:
-                work = await self._apply([], [])
-                await self._chain(work, [])
-
-    def _hold_unknown(
-        self, events: list[Event], origins: list[Origin]
-    ) -> tuple[list[Event], list[Origin], list[Origin]]:
-        """Split off interactions on items neither known nor in this batch, within their grace.
-
-        Returns (events to apply now, their origins, origins of previously held events among them).
-        """
-        now = time.monotonic()
-        grace = self.settings.unknown_item_grace_s
-        longest = self.settings.unknown_item_max_wait_s - grace  # past the deadline, while behind
-        held_before, self._deferred = self._deferred, []
-        cand = [(d.event, d.origin, d.deadline, True) for d in held_before]
-        cand += [(e, o, now + grace, False) for e, o in zip(events, origins, strict=True)]
-        arriving = {e.item_id for e, *_ in cand if isinstance(e, ItemPublished)}
-        ready: list[Event] = []
-        ready_origins: list[Origin] = []
-        released: list[Origin] = []
-        for ev, origin, deadline, was_held in cand:
-            item = getattr(ev, "item_id", None)
-            waiting = (
-                grace > 0
-                and isinstance(ev, Click | Like | Comment)
-                and item not in arriving
-                and not self.engine.knows_item(item)
-                and (now < deadline or (now < deadline + longest and self.items_behind(item)))
-            )
-            if waiting:
-                if not was_held and origin.event is not None:
-                    origin.event.message.incref()  # the stream's own ack no longer commits it
-                self._deferred.append(Deferred(ev, origin, deadline))
-                continue
-            ready.append(ev)
-            ready_origins.append(origin)
-            if was_held:
-                released.append(origin)
-        return ready, ready_origins, released
-
-    async def _apply(self, events: list[Event], origins: list[Origin]) -> _Outputs:
-        events, origins, released = self._hold_unknown(events, origins)
-        work = _Outputs(events, origins, released)
-        if events:
-            # Items first (stable): a batch that carries an item and a click on it, read from two
-            # partitions in either order, then knows the item. Per-key order within a topic is kept.
-            order = sorted(range(len(events)), key=lambda i: not isinstance(events[i], ItemPublished))
-            work.events = [events[i] for i in order]
-            work.origins = [origins[i] for i in order]
-            # One call per batch: learn, score the touched users, answer the queries (the engine
-            # may live in another process, so this is one round trip).
-            # No positions: exact replay on offsets (state.replayed) needs every key's records in offset
-            # order, and after an assignment the consumer can hand over records past the commit before
-            # it seeks back to it (docs/architecture.md); applied event ids decide instead.
-            items: list[Item] = [(ev, None) for ev in work.events]
-            work.result, work.failed = await self.breaker.run(items)
-        return work
-
-    async def _finish(self, work: _Outputs, held: list[faust.types.EventT]) -> None:
-        """A batch's outputs: recommendations, dead letters, tables (+ fences); flushed; then its
-        records' acks. Recommendations go first: the fence waits for the broker to acknowledge the
-        changelog records, and the table writes and that wait took 20 ms at p50 (45 ms at p95) of
-        each batch at 500 events/s, added to every recommendation's latency when they came first.
-        The order does not matter for recovery: nothing of the batch is committed before all of it
-        is acknowledged, and a replay publishes the same lists again."""
-        result = work.result
-        if result is not None:
-            ts_of = {ev.event_id: ev.ts for ev in work.events}
-            # An engine in this process returns dicts, the engine process returns them encoded.
-            payloads = [p if isinstance(p, Encoded) else Encoded.of(p) for p in result["payloads"]]
-            await self.publish(payloads, ts_of)
-            for index, reason, detail in result["rejected"]:
-                await self.dead_letters.send(work.origins[index], reason, detail)
-            for index, error in work.failed:
-                metrics.EVENTS.labels(topic=work.origins[index].topic, outcome="dead_letter").inc()
-                await self.dead_letters.send(work.origins[index], DeadLetterReason.processing_failed, error)
-            apply_updates(self.tables, result["table_updates"])
-            if self.settings.broker_caps.needs_changelog_fences:
-                self._fences += 1
-                written = [name for name, kv in result["table_updates"].items() if kv]
-                await fence(self.tables, written, self.settings.partitions, self._fences)
-        await self.out.flush()  # delivered before this batch's offsets can be committed
-        await settle(self.tables, self.settings)  # its changelog records and fences too (acknowledged)
-        if self._ack is not None:
-            for origin in work.released:
-                if origin.event is not None:
-                    await self._ack(origin.event)
-            for fe in held:
-                await self._ack(fe)
-        if held or work.events:
-            self.batches += 1
-            metrics.mark_batch()
-
-    async def publish(self, payloads: list[Encoded], ts_of: Mapping[str, float]) -> None:
-        if not payloads:
-            return
-        with metrics.stage("publish"):
-            for p in payloads:
-                await self.out.send(self.rec_topic, p.user_id, p.data)
-        if self.on_publish is not None:
-            self.on_publish(payloads)
-        now = time.time()
-        for p in payloads:
-            kind = p.kind
-            metrics.RECOMMENDATIONS.labels(kind=kind).inc()
-            src_ts = ts_of.get(p.source_event_id or "")
-            if src_ts is None:
-                continue
-            if kind == "query":
-                metrics.QUERY_LATENCY.observe(max(0.0, now - src_ts))
-            elif kind == "items":
-                metrics.E2E_LATENCY.observe(max(0.0, now - src_ts))
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        close = getattr(self.engine, "close", None)
-        if close is not None:
-            close()  # the engine process, when there is one
-
-
-class Passthrough:
-    """The bench baseline: decode and validate each record, re-publish it as JSON (no engine)."""
-
-    def __init__(self, settings: Settings, topics: Topics, out: OutputProducer) -> None:
-        self.settings = settings
-        self.topics = topics
-        self.out = out
-        self.topic = topic_name(settings, PASSTHROUGH)
-        self.dead_letters = DeadLetters(out, settings)
-
-    async def handle(self, batch: Sequence[faust.types.EventT]) -> None:
-        from socrec_online.events import to_dict
-
-        with metrics.stage("decode"):
-            events, origins, bad = decode_batch(batch, self.settings)
-        for origin, exc in bad:
-            metrics.EVENTS.labels(topic=origin.topic, outcome="dead_letter").inc()
-            await self.dead_letters.send(origin, exc.reason, exc.detail)
-        now = time.time()
-        with metrics.stage("publish"):
-            for ev, origin in zip(events, origins, strict=True):
-                await self.out.send(self.topic, key_of(ev), orjson.dumps(to_dict(ev)))
-                metrics.EVENTS.labels(topic=origin.topic, outcome="ok").inc()
-                metrics.E2E_LATENCY.observe(max(0.0, now - ev.ts))
-            await self.out.flush()
-        metrics.mark_batch()
-
-
-MIN_CATCHUP_WINDOW = 32
-"""Smaller windows never start a merge: a backlog fills a 20 ms window with 50-256 events."""
-
-
-class CatchUp:
-    """Bigger engine batches while the worker is behind its inputs, the usual window when it is not.
-
-    Why: the engine scores every user a batch touches once, so a backlog drained in 20 ms windows
-    scores the same users again and again (measured on the bench backlog, in-process engine: 256-event
-    batches 15.4k recommendation messages and 7.2 CPU-s for 20,000 events, 1,024-event batches 8.9k
-    and 5.3 CPU-s), and every message costs the worker and the broker too.
-
-    Behind means at least ``backlog`` records wait in Kafka past what the worker has read: the sum,
-    over every input partition read so far, of its highwater (aiokafka's value from the last fetch
-    response: no request) minus the last offset taken. ``backlog`` must exceed ``max_events``
-    (Settings refuses otherwise), or merging sustains itself at a live rate the usual windows keep
-    up with: one merged batch waits up to ``max_s`` and then takes ``max_events / rate`` to process,
-    and the records arriving meanwhile are themselves a "backlog" that starts the next merge. With
-    256 vs 1,024 at 500 events/s every batch was merged and latency settled at 1-2 s instead of
-    ~0.15 s. Past ``max_events`` waiting records, the oldest is already later than one merged batch
-    takes, so merging only shortens the lag. Once started, a merge reads on while ``max_events // 4``
-    records wait (up to ``max_events`` / ``max_s``); only starting one needs ``backlog``.
-
-    A held window keeps one extra reference per event: ``take_events`` acknowledges it when it
-    moves on, and its offsets must not be committed before the merged batch is delivered. Held
-    events never wait for a next window that may not come (the input drained, or a rebalance
-    stopped the flow and waits for every started event to be acknowledged): ``run`` hands them to
-    the handler once they are ``max_s`` old.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        highwater: Callable[[Any], int | None],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.backlog = settings.batch_catchup_backlog
-        self.max_events = settings.batch_catchup_max_events
-        self.max_s = settings.batch_catchup_max_seconds
-        self._highwater = highwater
-        self._clock = clock
-        self._read: dict[Any, int] = {}  # partition -> last offset taken (latest window wins: seeks too)
-        self._held: list[faust.types.EventT] = []
-        self._since = 0.0
-        self._merged_last = False  # the last batch handed over was a merge: still catching up, maybe
-        self.failed: BaseException | None = None
-
-    def note(self, window: Sequence[faust.types.EventT]) -> None:
-        """Move the read position to ``window`` (every window, held or not: a stale position would
-        count records already handled as waiting)."""
-        read = self._read
-        for ev in window:
-            m = ev.message
-            read[m.tp] = m.offset  # a window holds each partition's records in offset order
-
-    def waiting(self) -> int:
-        """Input records still in Kafka past the read position, over every partition read so far."""
-        waiting = 0
-        for tp, offset in list(self._read.items()):
-            try:
-                hw = self._highwater(tp)
-            except Exception:  # noqa: BLE001 - revoked: no longer this worker's backlog
-                del self._read[tp]
-                continue
-            if hw is not None:
-                waiting += max(0, int(hw) - offset - 1)
-        return waiting
-
-    def hold(self, window: Sequence[faust.types.EventT]) -> bool:
-        """True: the window joins the held events (one reference each) and the batch grows on."""
-        if self.backlog <= 0:
-            return False
-        self.note(window)
-        if len(self._held) + len(window) >= self.max_events:
-            return False
-        if not self._held and not self._merged_last and len(window) < MIN_CATCHUP_WINDOW:
-            # A live stream's window (500 ev/s: ~10 events): the usual path. Right after a merge the
-            # first window is small too (the loop was busy publishing), yet the backlog is still there.
-            return False
-        now = self._clock()
-        if self._held and now - self._since >= self.max_s:
-            return False
-        if self.waiting() < (self.max_events // 4 if self._held else self.backlog):
-            # Started, a merge reads the lag down (hysteresis): stopping as soon as it dips under
-            # ``backlog`` gave 30-200-event merges that pinned a saturated worker's lag at ``backlog``.
-            return False
-        if not self._held:
-            self._since = now
-        for ev in window:
-            ev.message.incref()
-        self._held.extend(window)
-        return True
-
-    def release(
-        self, window: Sequence[faust.types.EventT]
-    ) -> tuple[Sequence[faust.types.EventT], list[faust.types.EventT]]:
-        """(the batch to handle: held events then this window, the held events to ack after it)."""
-        self._merged_last = bool(self._held)
-        if not self._held:
-            return window, []
-        held, self._held = self._held, []
-        return [*held, *window], held
-
-    async def run(
-        self,
-        handler: Callable[[Sequence[Any]], Awaitable[None]],
-        ack: Callable[[faust.types.EventT], Awaitable[Any]],
-        agent: asyncio.Task[Any] | None,
-    ) -> None:
-        """Background: deliver held events that waited ``max_s``; a failure crashes the agent."""
-        while True:
-            await asyncio.sleep(self.max_s / 4)
-            if not self._held or self._clock() - self._since < self.max_s:
-                continue
-            held, self._held = self._held, []
-            try:
-                await handler(held)
-            except BaseException as exc:
-                for ev in held:
-                    ev.message.incref()  # never committed: replayed after the restart
-                if isinstance(exc, Exception) and agent is not None:
-                    self.failed = exc
-                    agent.cancel()  # the agent re-raises ``failed``: the worker crashes and replays
-                    return
-                raise
-            for ev in held:
-                await ack(ev)
+Ack = Callable[[faust.types.EventT], Awaitable[Any]]
 
 
 def register_agent(
@@ -581,27 +39,30 @@ def register_agent(
     topics: Topics,
     handler: Callable[[Sequence[Any]], Awaitable[None]],
     name: str,
+    *,
+    catchup: CatchUp | None = None,
+    bind_acks: Callable[[Ack], None] | None = None,
 ) -> Any:
-    """One agent over every input topic, feeding micro-batches to ``handler``."""
+    """One agent over every input topic, feeding micro-batches to ``handler``.
 
-    # Only the engine gains from bigger batches (each touched user is scored once per batch).
-    catchup = (
-        CatchUp(settings, lambda tp: app.consumer.highwater(tp))
-        if isinstance(getattr(handler, "__self__", None), Pipeline) and settings.batch_catchup_backlog > 0
-        else None
-    )
+    ``catchup``: merge windows while behind (only the engine gains from bigger batches: each touched
+    user is scored once per batch). ``bind_acks``: told the stream's ack once the agent starts (the
+    pipeline releases events whose acks it held with it).
+    """
 
     async def process(stream: faust.StreamT) -> None:
-        bind = getattr(getattr(handler, "__self__", None), "bind_acks", None)
-        if bind is not None:
-            bind(stream.ack)
+        if bind_acks is not None:
+            bind_acks(stream.ack)
         flusher = (
             asyncio.ensure_future(catchup.run(handler, stream.ack, asyncio.current_task()))
             if catchup is not None
             else None
         )
         try:
-            async for window in stream.take_events(settings.batch_max_events, within=settings.batch_max_seconds):
+            windows = cast(faust.Stream, stream).take_events(  # StreamT does not declare take_events
+                settings.batch_max_events, within=settings.batch_max_seconds
+            )
+            async for window in windows:
                 window = drop_past_holes(app.consumer, window)  # streams/delivery.py: read again in order
                 if not window:
                     continue

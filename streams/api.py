@@ -24,7 +24,7 @@ from socrec_online.api.openapi import OPENAPI_PATH, QUERIES_PATH, RECOMMENDATION
 from socrec_online.api.reads import JSON, ReadService, Reply
 from socrec_online.health import Readiness
 from socrec_online.settings import Settings
-from streams.agents import Pipeline
+from streams.pipeline import Pipeline
 
 REQUEST_TIMEOUT_S = 10.0
 """Longest an engine read waits (a batch holding the engine, then the scoring) before a 503 busy."""

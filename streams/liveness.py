@@ -16,7 +16,7 @@ from typing import Any
 import faust
 import orjson
 
-from socrec_online import metrics
+from socrec_online import ops_http
 from socrec_online.health import HealthCheck, Readiness
 from socrec_online.settings import Settings
 from streams.tables import snapshot_tables
@@ -26,14 +26,14 @@ STATE_TIMEOUT_S = 30.0
 
 def install_health_route(settings: Settings) -> HealthCheck:
     check = HealthCheck(settings.health_stuck_after_s)
-    metrics.add_route("/healthz", check.http)
+    ops_http.add_route("/healthz", check.http)
     return check
 
 
 def install_ready_route() -> Readiness:
     """``GET /readyz``: 503 until the returned flag is set (the pipeline's first restore), then 200."""
     readiness = Readiness()
-    metrics.add_route("/readyz", readiness.http)
+    ops_http.add_route("/readyz", readiness.http)
     return readiness
 
 
@@ -74,4 +74,4 @@ def install_state_route(app: faust.App, pipeline: Any) -> None:
                 return 503, b'{"status": "busy", "reason": "no batch boundary within the timeout"}'
             return 200, orjson.dumps(data)
 
-        metrics.add_route("/debug/state", handler)
+        ops_http.add_route("/debug/state", handler)

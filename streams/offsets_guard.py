@@ -84,7 +84,7 @@ class OffsetsGuard(faust.Sensor):
         self.app = app
         self.settings = settings
         self.inputs = set(input_topics)
-        self.pipeline = pipeline  # streams.agents.Pipeline: its tables are re-published after a data loss
+        self.pipeline = pipeline  # streams.pipeline.Pipeline: its tables are re-published after a data loss
         self.anchors: dict[Any, Seen] = {}  # per partition: a record consumed before the last check
         self._last: dict[Any, tuple[int, Any]] = {}  # per partition: the latest (offset, message) consumed
         self._probe: AIOKafkaConsumer | None = None

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 from aiokafka.abc import ConsumerRebalanceListener
 
-from socrec_online import metrics
+from socrec_online import ops_http
 from socrec_online.events import INPUT_TOPICS
 from socrec_online.logs import configure_logging
 from socrec_online.online import OnlineConfig, OnlineLearner
@@ -245,7 +245,7 @@ def run_trainer(settings: Settings, *, ready_file: Path | None = None, loglevel:
         print(f"socrec trainer: {exc}", file=sys.stderr)
         return 2
     wanted = settings.trainer_metrics_port if settings.trainer_metrics_port is not None else settings.metrics_port
-    port = metrics.start_metrics_server(settings.metrics_host, wanted)
+    port = ops_http.start_metrics_server(settings.metrics_host, wanted)
     print(f"socrec trainer: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
     trainer = Trainer(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -261,7 +261,7 @@ def run_trainer(settings: Settings, *, ready_file: Path | None = None, loglevel:
     try:
         loop.run_until_complete(trainer.run(ready))
     finally:
-        metrics.stop_metrics_server()
+        ops_http.stop_metrics_server()
         loop.close()
     return 0
 

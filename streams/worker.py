@@ -23,7 +23,7 @@ import faust
 from aiokafka.errors import IllegalStateError, KafkaError
 
 import socrec_online
-from socrec_online import metrics
+from socrec_online import metrics, ops_http
 from socrec_online.api.auth import api_token
 from socrec_online.broker import free_port
 from socrec_online.health import Readiness
@@ -32,13 +32,16 @@ from socrec_online.service.protocols import WorkerEngine
 from socrec_online.service.remote import STOP_TIMEOUT_S as ENGINE_STOP_TIMEOUT_S
 from socrec_online.settings import Settings
 from streams.admin import TopicMismatchError, ensure_topics
-from streams.agents import Passthrough, Pipeline, register_agent
+from streams.agents import register_agent
 from streams.api import api_server
 from streams.app import create_app
+from streams.catchup import CatchUp
 from streams.delivery import harden_consumer, items_behind
 from streams.liveness import install_health_route, install_ready_route, install_state_route
 from streams.offsets_guard import register_offsets_guard
 from streams.output import OutputProducer
+from streams.passthrough import Passthrough
+from streams.pipeline import Pipeline
 from streams.recovery_guard import register_recovery_guard
 from streams.tables import declare_tables
 from streams.topics import Topics, base_name, declare_topics, required_topics
@@ -167,7 +170,11 @@ def build(
         metrics.set_model_version(serving)
         log.info("serving model %s", serving)
 
-    register_agent(app, settings, topics, handler.handle, "passthrough" if passthrough else "process")
+    if isinstance(handler, Pipeline):
+        catchup = CatchUp(settings, lambda tp: app.consumer.highwater(tp)) if settings.batch_catchup_backlog > 0 else None
+        register_agent(app, settings, topics, handler.handle, "process", catchup=catchup, bind_acks=handler.bind_acks)
+    else:
+        register_agent(app, settings, topics, handler.handle, "passthrough")
     # a broker that lost its data: resume input partitions whose log went backwards (streams/offsets_guard.py)
     register_offsets_guard(app, settings, topics.inputs.topics, handler if isinstance(handler, Pipeline) else None)
     # a changelog partition whose recovery stopped short of its end is read again (streams/recovery_guard.py)
@@ -265,7 +272,7 @@ def run_worker(
         print(f"socrec worker: cannot use Kafka at {settings.kafka_bootstrap}: {exc!r}{cause}", file=sys.stderr)
         return 3
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    port = metrics.start_metrics_server(settings.metrics_host, settings.metrics_port)
+    port = ops_http.start_metrics_server(settings.metrics_host, settings.metrics_port)
     print(f"socrec worker: metrics on http://{settings.metrics_host}:{port}/metrics", flush=True)
     install_health_route(settings)  # GET /healthz: 200 ok, 503 stuck (socrec_online/health.py)
     readiness = install_ready_route()  # GET /readyz: 503 until the engine is restored, then 200
@@ -283,7 +290,7 @@ def run_worker(
             print(f"socrec worker: cannot serve the read API on {settings.web_host}:{settings.web_port}: {exc}",
                   file=sys.stderr)  # fmt: skip
             handler.close()
-            metrics.stop_metrics_server()
+            ops_http.stop_metrics_server()
             return 4
         print(f"socrec worker: read API on http://{settings.web_host}:{api.port}/v1/ (docs/api.md)", flush=True)
 
@@ -313,5 +320,5 @@ def run_worker(
     finally:
         if isinstance(handler, Pipeline):
             handler.close()
-        metrics.stop_metrics_server()
+        ops_http.stop_metrics_server()
     return code

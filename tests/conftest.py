@@ -22,7 +22,7 @@ def broker_kind() -> str:
 @pytest.fixture(scope="session")
 def tiny_text_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT (hidden 32, 2 layers) that ``TextEncoder`` loads like a real model."""
-    from socrec_online.models.text import make_tiny_bert
+    from socrec_online.models.tiny_bert import make_tiny_bert
 
     return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 

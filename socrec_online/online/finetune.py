@@ -205,7 +205,7 @@ def fine_tune(
     groups: list[dict[str, Any]] = [{"params": list(model.parameters()), "lr": cfg.lr}]
     lora_params: list[torch.nn.Parameter] = []
     if lora_on:
-        from socrec_online.models.text import lora_parameters
+        from socrec_online.models.lora import lora_parameters
 
         lora_params = lora_parameters(lora_enc)
         groups.append({"params": lora_params, "lr": cfg.lora_lr})
@@ -272,7 +272,7 @@ def fine_tune(
     cand_metrics = holdout_metrics(model, graph, new_text, interest, data, dev)
     lora = None
     if lora_on:
-        from socrec_online.models.text import lora_state_dict
+        from socrec_online.models.lora import lora_state_dict
 
         lora = lora_state_dict(lora_enc)
     return FinetuneResult(

@@ -121,7 +121,7 @@ class OnlineLearner:
         self.current_version: str | None = None
         self.history: list[FinetuneOutcome] = []
         if cfg.finetune.lora_r > 0 and encoder is not None:
-            from socrec_online.models.text import add_lora
+            from socrec_online.models.lora import add_lora
 
             add_lora(encoder, r=cfg.finetune.lora_r, alpha=cfg.finetune.lora_alpha)
         self._load_current()
@@ -150,7 +150,7 @@ class OnlineLearner:
             raise ValueError(f"snapshot has {model.cfg.text_dim}-d text, the text tower {self.text_dim}")
         lora = read_lora(path)
         if self.encoder is not None and self.cfg.finetune.lora_r > 0:
-            from socrec_online.models.text import load_lora_state_dict
+            from socrec_online.models.lora import load_lora_state_dict
 
             if lora is not None:
                 load_lora_state_dict(self.encoder, lora)
@@ -233,7 +233,7 @@ class OnlineLearner:
         model_cfg = self._model_cfg()
         lora_before = None
         if self.encoder is not None and self.cfg.finetune.lora_r > 0:
-            from socrec_online.models.text import lora_state_dict
+            from socrec_online.models.lora import lora_state_dict
 
             lora_before = lora_state_dict(self.encoder)
         res = fine_tune(
@@ -247,7 +247,7 @@ class OnlineLearner:
         metrics = gate_metrics(res, self.cfg.gate_tolerance, self.current_version)
         if cand < cur - self.cfg.gate_tolerance:
             if lora_before is not None and self.encoder is not None:
-                from socrec_online.models.text import load_lora_state_dict
+                from socrec_online.models.lora import load_lora_state_dict
 
                 load_lora_state_dict(self.encoder, lora_before)  # the adapters serve the current model
             return FinetuneOutcome(
@@ -286,7 +286,7 @@ class OnlineLearner:
             extra_config["text_lora"] = {
                 "r": self.cfg.finetune.lora_r,
                 "alpha": self.cfg.finetune.lora_alpha,
-                "base_model": getattr(self.encoder, "_base_id", None),
+                "base_model": getattr(self.encoder, "base_id", None),
             }
         info = save_recommender(
             self.snapshot_dir, res.model, users, items, metrics, data_window=window,

@@ -196,7 +196,8 @@ def _adapted_encoder(path: str | Path, encoder: Any | None, lora_cfg: dict[str, 
     """A copy of the engine's text tower with the snapshot's LoRA adapters loaded."""
     import dataclasses
 
-    from socrec_online.models.text import TextEncoder, add_lora, load_lora_state_dict
+    from socrec_online.models.lora import add_lora, load_lora_state_dict
+    from socrec_online.models.text import TextEncoder
     from socrec_online.snapshot_lora import read_lora
 
     cfg = getattr(encoder, "cfg", None)

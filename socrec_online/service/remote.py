@@ -8,7 +8,7 @@ only decodes, writes tables and produces, the child learns and scores.
 The boundary carries plain JSON (orjson), never pickle: validated events as their DESIGN.md dicts
 (checked again by the child with the same field validator, ``decode_value``: the payload bound was
 applied to the record as read, and a re-encoding may be longer), table state, payloads, and the
-engine's metric changes (``metrics.export_engine_deltas``), which the worker adds into its own /metrics.
+engine's metric changes (``metrics_bridge.export_engine_deltas``), which the worker adds into its own /metrics.
 
 Failure policy: a refused snapshot comes back as :class:`SnapshotError` (the old model keeps
 serving); any other error, and the child dying, is an infrastructure fault, so every later call raises
@@ -33,6 +33,7 @@ import orjson
 
 from socrec_online import metrics
 from socrec_online.events import Event, to_dict, topic_of
+from socrec_online.service import metrics_bridge
 from socrec_online.service.state import Position
 from socrec_online.settings import Settings
 from socrec_online.snapshot import SnapshotError, SnapshotErrorReason
@@ -131,7 +132,7 @@ def _serve(conn: Connection, settings_json: bytes) -> None:
                 raise AttributeError(f"engine method {method!r} is private")
             else:
                 result = getattr(engine, method)(*args)
-            reply = {"ok": result, "m": metrics.export_engine_deltas(), "v": engine.model_version}
+            reply = {"ok": result, "m": metrics_bridge.export_engine_deltas(), "v": engine.model_version}
             if blob:
                 reply["blob"] = True
             conn.send_bytes(orjson.dumps(reply, option=orjson.OPT_SERIALIZE_NUMPY))
@@ -142,7 +143,7 @@ def _serve(conn: Connection, settings_json: bytes) -> None:
             error = {
                 "error": str(exc),
                 "snapshot": [exc.reason.value, str(exc.path), exc.detail],
-                "m": metrics.export_engine_deltas(),  # the refusal is counted in the worker's metrics
+                "m": metrics_bridge.export_engine_deltas(),  # the refusal is counted in the worker's metrics
             }
             conn.send_bytes(orjson.dumps(error))
         except Exception as exc:  # noqa: BLE001 - handed to the worker, which crashes loudly
@@ -193,7 +194,7 @@ class RemoteEngine:
         if reply.get("blob"):
             self._blob = self._conn.recv_bytes()
         if reply.get("m"):
-            metrics.apply_engine_deltas(reply["m"])
+            metrics_bridge.apply_engine_deltas(reply["m"])
         if "snapshot" in reply:
             reason, path, detail = reply["snapshot"]
             raise SnapshotError(SnapshotErrorReason(reason), path, detail)

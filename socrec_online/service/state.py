@@ -25,7 +25,7 @@ MAX_UNFOLLOWED = 1000
 Position = tuple[str, int, tuple[int, ...]]
 """Where an event was read: its input partition (``"clicks/3"``), its offset, and the offsets of the
 same key's events on that partition that are still held, unapplied, below it (interactions waiting
-for their item, ``streams.agents``)."""
+for their item, ``streams.pipeline``)."""
 
 MAX_HELD_OFFSETS = 256
 """Held offsets remembered per value and partition (more are forgotten oldest first: after a crash,

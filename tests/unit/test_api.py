@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from socrec_online import metrics
+from socrec_online import metrics, ops_http
 from socrec_online.api.auth import api_token, authorized
 from socrec_online.api.latest import LatestLists
 from socrec_online.api.reads import NotReady, ReadService
@@ -245,7 +245,7 @@ def test_the_api_is_off_without_a_token_and_compares_tokens_exactly(monkeypatch:
 def test_readyz_on_the_metrics_server_is_503_until_the_restore_then_200() -> None:
     from streams.liveness import install_ready_route
 
-    port = metrics.start_metrics_server("127.0.0.1", 0)
+    port = ops_http.start_metrics_server("127.0.0.1", 0)
     try:
         readiness = install_ready_route()
         got = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
@@ -254,5 +254,5 @@ def test_readyz_on_the_metrics_server_is_503_until_the_restore_then_200() -> Non
         got = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
         assert got.status_code == 200 and got.json() == {"status": "ready"}
     finally:
-        metrics.remove_route("/readyz")
-        metrics.stop_metrics_server()
+        ops_http.remove_route("/readyz")
+        ops_http.stop_metrics_server()

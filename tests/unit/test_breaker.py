@@ -1,4 +1,4 @@
-"""streams.breaker through streams.agents.Pipeline, without Kafka: an event the engine keeps failing
+"""streams.breaker through streams.pipeline.Pipeline, without Kafka: an event the engine keeps failing
 on is dead-lettered as processing_failed and the batch's other events are applied; an engine that
 fails on everything still crashes the worker (issue #19, finding 7)."""
 
@@ -17,7 +17,7 @@ from socrec_online.events import Click, Comment, Event, ItemPublished, key_of, t
 from socrec_online.partitioning import owner_partition
 from socrec_online.service.engine import Engine
 from socrec_online.settings import Settings
-from streams.agents import Pipeline
+from streams.pipeline import Pipeline
 
 
 class Out:

@@ -9,7 +9,7 @@ import orjson
 
 from socrec_online.events import Click, ItemPublished, to_dict
 from socrec_online.settings import Settings
-from streams.agents import decode_batch
+from streams.decoding import decode_batch
 
 
 def record(topic: str, offset: int, key: bytes | None, value: dict[str, Any]) -> Any:

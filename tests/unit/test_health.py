@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from socrec_online import metrics
+from socrec_online import metrics, ops_http
 from socrec_online.health import HealthCheck, assess
 
 
@@ -71,14 +71,14 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 def test_routes_beside_metrics_and_a_failing_route_is_a_503() -> None:
-    port = metrics.start_metrics_server("127.0.0.1", 0)
+    port = ops_http.start_metrics_server("127.0.0.1", 0)
     try:
-        metrics.add_route("/healthz", lambda: (503, b'{"status": "stuck"}'))
+        ops_http.add_route("/healthz", lambda: (503, b'{"status": "stuck"}'))
 
         def broken() -> tuple[int, bytes]:
             raise RuntimeError("boom")
 
-        metrics.add_route("/broken", broken)
+        ops_http.add_route("/broken", broken)
         status, body = _get(f"http://127.0.0.1:{port}/healthz")
         assert status == 503 and json.loads(body)["status"] == "stuck"
         status, body = _get(f"http://127.0.0.1:{port}/broken")
@@ -86,6 +86,6 @@ def test_routes_beside_metrics_and_a_failing_route_is_a_503() -> None:
         status, body = _get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200 and b"socrec_batch_age_seconds" in body
     finally:
-        metrics.remove_route("/healthz")
-        metrics.remove_route("/broken")
-        metrics.stop_metrics_server()
+        ops_http.remove_route("/healthz")
+        ops_http.remove_route("/broken")
+        ops_http.stop_metrics_server()

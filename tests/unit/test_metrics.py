@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.request
 
-from socrec_online import metrics
+from socrec_online import metrics, ops_http
 
 DESIGN_NAMES = [
     "socrec_events_total",
@@ -37,12 +37,12 @@ def test_server_serves_design_metrics_on_loopback() -> None:
     metrics.RECOMMENDATIONS.labels(kind="items").inc()
     metrics.GRAPH_NODES.labels(kind="users").set(1)
     metrics.set_model_version("zero-shot")
-    port = metrics.start_metrics_server("127.0.0.1", 0)
+    port = ops_http.start_metrics_server("127.0.0.1", 0)
     try:
         assert port > 0
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
-        metrics.stop_metrics_server()
+        ops_http.stop_metrics_server()
     for name in DESIGN_NAMES:
         assert f"\n{name}" in body or body.startswith(name) or f"# TYPE {name}" in body, name
     assert "process_resident_memory_bytes" in body

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -73,10 +72,17 @@ def test_gate_publishes_a_better_candidate_with_both_scores_in_the_manifest(
     assert "recall@10" in m["current"] and m["current_baseline"] == "zero-shot-text"
     assert manifest["parent"] is None and manifest["data_window"]["train_pairs"] > 0
     assert metrics.sample("socrec_finetune_runs_total", {"outcome": "published"}) == runs + 1
-    # the next one continues from it: parent recorded, known rows kept
+    # the next one continues from it: the gate is opened (any candidate passes) so that it publishes,
+    # and the new snapshot names the first as its parent and is gated against it, not zero-shot
+    first_users = list(learner.current_users)
+    learner.cfg.gate_tolerance = 1.0
     out2 = learner.finetune("events")
-    if out2.outcome == "published":
-        assert json.loads((Path(str(out2.path)) / "manifest.json").read_text())["parent"] == out.version
+    assert out2.outcome == "published", out2.detail
+    assert out2.parent == out.version and current(tmp_path) == out2.version != out.version
+    manifest2 = verify_snapshot(Path(str(out2.path)))
+    assert manifest2["parent"] == out.version
+    assert manifest2["metrics"]["current_baseline"] == out.version
+    assert learner.current_users[: len(first_users)] == first_users  # known users keep their rows
 
 
 def test_gate_rejects_a_worse_candidate_and_current_stays(stream: list[Event], tmp_path: Path) -> None:
@@ -103,7 +109,8 @@ def test_too_little_data_is_skipped_not_failed(tmp_path: Path) -> None:
 def test_lora_on_the_text_tower_is_trained_and_shipped(
     stream: list[Event], tmp_path: Path, tiny_text_model_path: Path
 ) -> None:
-    from socrec_online.models.text import TextEncoder, TextEncoderConfig, lora_state_dict
+    from socrec_online.models.lora import lora_state_dict
+    from socrec_online.models.text import TextEncoder, TextEncoderConfig
     from socrec_online.snapshot_lora import read_lora
 
     enc = TextEncoder(TextEncoderConfig(model_path=str(tiny_text_model_path)))

@@ -12,9 +12,10 @@ import torch
 from faust.types.tuples import Message
 
 from socrec_online.events import Click, Comment, Follow, ItemPublished, Like, Profile, Query, to_dict
-from socrec_online.models.text import TextEncoderConfig, quantize_on
+from socrec_online.models.quantize import quantize_on
+from socrec_online.models.text import TextEncoderConfig
 from socrec_online.settings import Settings
-from streams.agents import MIN_CATCHUP_WINDOW, CatchUp
+from streams.catchup import MIN_CATCHUP_WINDOW, CatchUp
 
 
 def _window(n: int, start: int = 0) -> list[Any]:
@@ -88,7 +89,7 @@ def test_int8_setting_applies_on_cpu_and_is_ignored_with_a_log_line_on_cuda(
     assert TextEncoderConfig.from_settings(Settings(device="cpu", text_quantize=True)).quantize
     assert not TextEncoderConfig.from_settings(Settings(device="cpu", text_quantize=False)).quantize
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # only the device name is resolved
-    with caplog.at_level(logging.INFO, logger="socrec_online.models.text"):
+    with caplog.at_level(logging.INFO, logger="socrec_online.models.quantize"):
         assert not quantize_on(Settings(device="cuda", text_quantize=True))
     assert "ignored on cuda" in caplog.text
 

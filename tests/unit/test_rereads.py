@@ -1,4 +1,4 @@
-"""streams.rereads through streams.agents.Pipeline, without Kafka: a record the consumer hands over
+"""streams.rereads through streams.pipeline.Pipeline, without Kafka: a record the consumer hands over
 again (a rebalance's seek back to the committed offset) writes no second dead letter and no second
 recommendation; a held interaction a restore forgets is handled when it comes again (issue #19)."""
 

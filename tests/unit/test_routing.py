@@ -14,7 +14,7 @@ from socrec_online import metrics
 from socrec_online.events import Click, Event, to_dict
 from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
-from streams.agents import Pipeline
+from streams.pipeline import Pipeline
 from streams.routing import REROUTED_FROM
 
 PARTS = 4

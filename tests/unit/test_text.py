@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from socrec_online.models.text import (
-    TextEncoder,
-    TextEncoderConfig,
-    add_lora,
-    load_lora_state_dict,
-    lora_parameters,
-    lora_state_dict,
-    pool,
-)
+from socrec_online.models.lora import add_lora, load_lora_state_dict, lora_parameters, lora_state_dict
+from socrec_online.models.text import TextEncoder, TextEncoderConfig, pool
 
 TEXTS = ["rock music", "jazz piano live", "hello world", "football news today", "cooking with coffee and tea"]
 
@@ -94,6 +87,31 @@ def test_persistent_cache_round_trip_and_model_id(tiny_text_model_path: Path, tm
     e3 = enc(tiny_text_model_path)
     assert e3.load_cache(f) == 0
     assert torch.allclose(e3.encode(TEXTS), v, atol=1e-6)
+
+
+def test_cache_hits_and_misses_are_counted(tiny_text_model_path: Path) -> None:
+    """socrec_text_cache_hits_total / _misses_total: a text seen before is a hit, a new one a miss
+    (distinct texts per call), and with the cache off every text is a miss."""
+    from socrec_online import metrics
+
+    def counts() -> tuple[float, float]:
+        return (
+            metrics.sample("socrec_text_cache_hits_total") or 0.0,
+            metrics.sample("socrec_text_cache_misses_total") or 0.0,
+        )
+
+    e = enc(tiny_text_model_path)
+    h0, m0 = counts()
+    e.encode(["rock music", "jazz piano live", "rock music"])
+    assert counts() == (h0, m0 + 2)  # two new texts, the repeat inside the call encoded once
+    e.encode(["rock music"])
+    assert counts() == (h0 + 1, m0 + 2)
+    e.encode(["rock music", "football news today"])
+    assert counts() == (h0 + 2, m0 + 3)
+    off = enc(tiny_text_model_path, cache_size=0)
+    off.encode(["rock music"])
+    off.encode(["rock music"])
+    assert counts() == (h0 + 2, m0 + 5) and off.cache_len() == 0
 
 
 def test_int8_quantization_stays_close(tiny_text_model_path: Path) -> None:

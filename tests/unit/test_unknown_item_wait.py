@@ -1,4 +1,4 @@
-"""streams.agents.Pipeline: a click on an item not seen yet waits for its item while the items
+"""streams.pipeline.Pipeline: a click on an item not seen yet waits for its item while the items
 partition is behind, and is dead-lettered only when it is not (issue #6: nothing lost to a backlog)."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from _engine_texts import T0
 from socrec_online.events import Click
 from socrec_online.service.engine import Engine
 from socrec_online.settings import Settings
-from streams.agents import Origin, Pipeline
+from streams.origin import Origin
 from streams.output import OutputProducer
+from streams.pipeline import Pipeline
 
 
 def pipeline(encoder: Any, behind: dict[str, bool]) -> Pipeline:
