@@ -127,3 +127,25 @@ def test_ctrl_c_in_a_service_command_exits_130(monkeypatch: pytest.MonkeyPatch) 
     res = CliRunner().invoke(app, ["demo", "--events", "10"])
     assert res.exit_code == 130
     assert "interrupted" in res.output
+
+
+def test_bench_online_events_0_is_the_latency_half_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What ``python -m streams bench-online`` did: only the worker-latency half, its JSON as --out."""
+    import socrec_online.bench.online
+    import streams.bench_online
+
+    def no_prequential(cfg: Any) -> dict[str, Any]:
+        raise AssertionError("--events 0 must skip the prequential half")
+
+    def fake_latency(*, events: int, rate: float, out: Path, dataset: str, data_dir: str | None) -> int:
+        out.write_text(json.dumps({"p99_ms_idle": 12.5, "p99_ms_during_finetune": 15.0, "events": events}))
+        print("run_latency's own JSON")
+        return 0
+
+    monkeypatch.setattr(socrec_online.bench.online, "run_online_bench", no_prequential)
+    monkeypatch.setattr(streams.bench_online, "run_latency", fake_latency)
+    out = tmp_path / "lat.json"
+    res = CliRunner().invoke(app, ["bench", "online", "--events", "0", "--latency-events", "40", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text()) == {"p99_ms_idle": 12.5, "p99_ms_during_finetune": 15.0, "events": 40}
+    assert "worker p99 latency: idle 12.5 ms" in res.output and "run_latency's own JSON" not in res.output
