@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
+if TYPE_CHECKING:  # annotations only: listing and verifying snapshots need no torch
+    from torch import Tensor
 
 FORMAT = 1
 MANIFEST = "manifest.json"

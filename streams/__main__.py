@@ -1,5 +1,6 @@
-"""``python -m streams worker|replay|demo|bench-throughput`` (what ``socrec`` forwards to)."""
+"""``python -m streams COMMAND ...`` is ``socrec COMMAND ...`` (the same typer app): how the demo,
+the benchmarks and the tests start worker and trainer processes without an installed script."""
 
 from streams.cli import main
 
-raise SystemExit(main())
+main()

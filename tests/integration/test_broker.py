@@ -35,7 +35,7 @@ def test_broker_starts_answers_kafka_and_stops_clean(tmp_path: Path) -> None:
 def test_socrec_broker_command_runs_until_ctrl_c() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "socrec"), "broker", "--port", str(port)],
+        [sys.executable, "-m", "streams", "broker", "--port", str(port)],  # = socrec broker
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

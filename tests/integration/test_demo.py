@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,18 +15,19 @@ import psutil
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Demo:
     """``socrec demo`` in a child process; records every descendant it ever had."""
 
     def __init__(self, *args: str, tmp: Path) -> None:
-        socrec = shutil.which("socrec", path=str(Path(sys.executable).parent)) or "socrec"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOCREC_")}
+        env["PYTHONPATH"] = str(ROOT)  # this checkout's code, in the demo and in the workers it starts
         env["SOCREC_SNAPSHOT_DIR"] = str(tmp / "snapshots")  # no trained snapshot: zero-shot
         env.update(PYTHONUNBUFFERED="1", COLUMNS="250")
         self.proc = subprocess.Popen(
-            [socrec, "demo", "--no-live", *args],
+            [sys.executable, "-m", "streams", "demo", "--no-live", *args],  # = socrec demo
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

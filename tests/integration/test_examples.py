@@ -2,7 +2,7 @@
 
 Each test has its own topic prefix (3 partitions) on the session broker and runs the real
 clients as subprocesses: the four example scripts, and the ``socrec`` CLI through
-``python -m socrec_online.cli`` (this checkout's code, not an installed one). No worker runs:
+``python -m streams`` (this checkout's code, not an installed one). No worker runs:
 recommendation-shaped records are produced directly.
 """
 
@@ -148,7 +148,7 @@ def test_socrec_produce_sends_the_valid_lines_keyed_and_reports_the_invalid_ones
         {"event_id": "e5", "user_id": "u3", "item_id": "i3", "ts": 1700000002},
     ]
     stdin = "".join(json.dumps(x) + "\n" for x in lines).encode()
-    done = t.run("-m", "socrec_online.cli", "produce", "clicks", stdin=stdin)
+    done = t.run("-m", "streams", "produce", "clicks", stdin=stdin)
     err = done.stderr.decode()
     assert done.returncode == 1, err
     assert "line 2: missing_field: field 'user_id' is required" in err
@@ -179,7 +179,7 @@ def _read_until(proc: subprocess.Popen[bytes], needle: bytes, count: int, timeou
 def test_socrec_tail_prints_records_for_people_and_follows_new_ones(broker: ManagedBroker) -> None:
     t = Topics(broker)
     t.send("recommendations", rec("alice", "items", "a"), rec("bob", "query", "b"))
-    done = t.run("-m", "socrec_online.cli", "tail", "recommendations", "--from-beginning", "--max", "2")
+    done = t.run("-m", "streams", "tail", "recommendations", "--from-beginning", "--max", "2")
     out = done.stdout.decode()
     assert done.returncode == 0, done.stderr.decode()
     assert out.count("recommendations[") == 2, out  # record headers: topic[partition]@offset
@@ -191,7 +191,7 @@ def test_socrec_tail_prints_records_for_people_and_follows_new_ones(broker: Mana
         [
             sys.executable,
             "-m",
-            "socrec_online.cli",
+            "streams",
             "tail",
             "recommendations",
             "--from-beginning",

@@ -156,7 +156,7 @@ def test_trainer_publishes_workers_swap_refuse_corrupt_and_follow_rollback(onlin
     # rollback moves CURRENT back and announces it; the worker serves the previous version again
     env = {**os.environ, **svc.env}
     done = subprocess.run(
-        [sys.executable, "-c", "from socrec_online.cli import main; main()", "snapshots", "rollback"],
+        [sys.executable, "-m", "streams", "snapshots", "rollback"],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr

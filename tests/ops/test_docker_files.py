@@ -279,7 +279,7 @@ def test_dockerfile_copies_what_exists_and_the_context_keeps_it() -> None:
 def _socrec_commands() -> set[str]:
     import typer
 
-    from socrec_online.cli import app
+    from streams.cli import app
 
     return set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 

@@ -98,7 +98,7 @@ def test_a_worker_with_a_sasl_password_never_prints_it(
     assert "Sasl" in log, log[-3000:]  # it did try SASL with the credentials (so the grep means something)
     assert SECRET not in log
     cfg = subprocess.run(
-        [str(Path(sys.executable).parent / "socrec"), "config"],
+        [sys.executable, "-m", "streams", "config"],  # = socrec config
         env={**os.environ, **rig.env}, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert "SOCREC_KAFKA_SASL_USERNAME=svc" in cfg.stdout

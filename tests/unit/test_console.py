@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from socrec_online.cli import app
 from socrec_online.console import check_lines, format_record, invalid_line_report
 from socrec_online.settings import Settings
+from streams.cli import app
 
 runner = CliRunner()
 

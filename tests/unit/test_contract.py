@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
-from socrec_online.cli import app
 from socrec_online.contract import TOPICS, shipped_schema, topic_schema, write_schemas
 from socrec_online.events import EVENT_OF_TOPIC, INPUT_TOPICS
 from socrec_online.service.decode import DeadLetterReason, DecodeError, dead_letter_record, decode_event
 from socrec_online.settings import Settings
 from socrec_online.types import SCHEMA_VERSION
+from streams.cli import app
 
 S = Settings(max_text_bytes=64, max_payload_bytes=512, max_id_chars=16, max_tags=3)  # type: ignore[call-arg]
 VALIDATORS = {t: Draft202012Validator(topic_schema(t, S)) for t in TOPICS}

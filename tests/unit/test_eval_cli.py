@@ -6,9 +6,9 @@ import json
 
 from typer.testing import CliRunner
 
-from socrec_online.cli import app
 from socrec_online.data import load_dataset
 from socrec_online.eval.splits import recbole_split, write_split_dir
+from streams.cli import app
 
 
 def test_bench_quality_json_and_external_split(tmp_path) -> None:  # type: ignore[no-untyped-def]

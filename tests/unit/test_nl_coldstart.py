@@ -87,7 +87,7 @@ def test_bench_serves_every_case_with_the_engine_and_writes_json(encoder: Any, t
 def test_cli_registers_the_nl_benches() -> None:
     from typer.testing import CliRunner
 
-    from socrec_online.cli import app
+    from streams.cli import app
 
     out = CliRunner().invoke(app, ["bench", "--help"])
     assert out.exit_code == 0 and "coldstart" in out.output and "sentiment" in out.output

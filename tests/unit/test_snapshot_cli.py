@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-from socrec_online.cli import app
 from socrec_online.snapshot import current, save_snapshot
+from streams.cli import app
 
 runner = CliRunner()
 

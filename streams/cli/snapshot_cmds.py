@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from socrec_online.cli._app import snapshots_app
+from streams.cli._app import snapshots_app
 
 _DIR = typer.Option(None, "--snapshot-dir", help="Snapshot root (default SOCREC_SNAPSHOT_DIR).")
 
@@ -81,14 +81,24 @@ def rollback_cmd(
 
 
 def _announce(root: Path, version: str) -> None:
-    """``python -m streams announce`` in a child (socrec_online never imports a Kafka client)."""
-    import os
-    import subprocess
-    import sys
+    """Publish VERSION on model-updates (workers follow); the snapshot is verified first, so a
+    worker is never told to load one it would refuse."""
+    import asyncio
 
-    env = {**os.environ, "SOCREC_SNAPSHOT_DIR": str(root)}
-    done = subprocess.run([sys.executable, "-m", "streams", "announce", version], env=env, check=False)
-    if done.returncode != 0:
-        typer.echo(f"CURRENT moved to {version}, but the announcement failed: workers pick it up on restart",
-                   err=True)
-        raise typer.Exit(done.returncode)
+    from aiokafka.errors import KafkaError
+
+    from socrec_online.settings import Settings
+    from socrec_online.snapshot import SnapshotError, verify_snapshot
+    from streams.model_updates import announce
+
+    settings = Settings()
+    path = root / version
+    try:
+        manifest = verify_snapshot(path)
+        scores = {k: v for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, int | float)}
+        asyncio.run(announce(settings, version, str(path), scores))
+    except (SnapshotError, KafkaError, OSError) as exc:  # CURRENT has moved anyway: say what did not happen
+        typer.echo(f"CURRENT moved to {version}, but the announcement failed ({exc!r}): workers pick it up "
+                   "on restart", err=True)  # fmt: skip
+        raise typer.Exit(1) from None
+    typer.echo(f"announced {version} on {settings.topic_prefix}model-updates")

@@ -1,18 +1,21 @@
 """``socrec produce TOPIC`` and ``socrec tail TOPIC``: JSON lines in, records out, from a shell.
 
-The Kafka side runs in ``python -m streams`` (exec, like the service commands: this package
-never imports a Kafka client); ``produce --check`` validates here, without a broker.
+The Kafka side is ``streams.console``, imported only when a command sends or reads;
+``produce --check`` validates without a broker and without a Kafka client.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from socrec_online.cli._app import app
-from socrec_online.cli.service_cmds import exec_streams
+from streams.cli._app import app
+from streams.cli.options import BootstrapOpt, exit_with, settings_with
+
+if TYPE_CHECKING:
+    from socrec_online.settings import Settings
 
 
 @app.command("produce")
@@ -24,20 +27,21 @@ def produce_cmd(
         bool,
         typer.Option("--check", help="Validate only: report invalid lines, send nothing, no broker needed."),
     ] = False,
+    bootstrap: BootstrapOpt = None,
 ) -> None:
     """Send JSON lines from stdin to TOPIC (prefix applied), keyed by the contract (user id; item id on
     items). Each line is validated by the worker's decoder first: an invalid one is reported with its
     line number and dead-letter reason and not sent; the exit code is 1 if any was invalid."""
     from socrec_online.console import check_lines, invalid_line_report
     from socrec_online.events import INPUT_TOPICS
-    from socrec_online.settings import Settings
 
     if topic not in INPUT_TOPICS:
         raise typer.BadParameter(f"{topic!r} is not an input topic; input topics: {', '.join(INPUT_TOPICS)}")
+    settings = settings_with(bootstrap=bootstrap)
     if not check:
-        exec_streams("produce", topic)
+        exit_with(lambda: _send(topic, settings))
     invalid = valid = 0
-    for line in check_lines(topic, sys.stdin.buffer, Settings()):
+    for line in check_lines(topic, sys.stdin.buffer, settings):
         if line.error is None:
             valid += 1
             continue
@@ -45,6 +49,20 @@ def produce_cmd(
         typer.echo(invalid_line_report(line), err=True)
     typer.echo(f"{valid} valid lines, {invalid} invalid (nothing sent: --check)")
     raise typer.Exit(1 if invalid else 0)
+
+
+def _send(topic: str, settings: Settings) -> int:
+    """stdin's valid lines to ``topic``: 0 all valid, 1 some invalid, 2 the topics do not fit."""
+    import asyncio
+
+    from streams.admin import TopicMismatchError
+    from streams.console import produce_lines
+
+    try:
+        return asyncio.run(produce_lines(settings, topic, sys.stdin.buffer))
+    except TopicMismatchError as e:
+        typer.echo(str(e), err=True)
+        return 2
 
 
 @app.command("tail")
@@ -65,14 +83,17 @@ def tail_cmd(
     raw: Annotated[
         bool, typer.Option("--raw", help="Print each value as it is, one per line (for jq).")
     ] = False,
+    bootstrap: BootstrapOpt = None,
 ) -> None:
     """Print TOPIC's records as they arrive, for people: recommendations with their items and reasons,
     dead letters with their reason; no consumer group, nothing committed."""
-    args = ["tail", topic]
-    if from_beginning:
-        args.append("--from-beginning")
-    if max_records is not None:
-        args += ["--max", str(max_records)]
-    if raw:
-        args.append("--raw")
-    exec_streams(*args)
+    import asyncio
+
+    from streams.console import tail
+
+    settings = settings_with(bootstrap=bootstrap)
+    try:
+        code = asyncio.run(tail(settings, topic, from_beginning=from_beginning, max_records=max_records, raw=raw))
+    except KeyboardInterrupt:  # following until Ctrl-C is the normal way to use it
+        code = 0
+    raise typer.Exit(code)

@@ -1,10 +1,16 @@
-"""``socrec`` console script. Command modules register themselves on the shared apps."""
+"""The ``socrec`` console script, also ``python -m streams``: one typer app, one declaration per option.
+
+Command modules register themselves on the shared apps when imported here; each command imports
+what it runs inside its function, so ``socrec --help``, ``socrec train`` or ``socrec snapshots list``
+load neither faust nor aiokafka (tests/unit/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 
 import typer
 
-from socrec_online.cli import (  # noqa: F401  (registration by import)
+from streams.cli import (  # noqa: F401  (registration by import)
+    bench_cmds,
     console_cmds,
     contract_cmds,
     model_cmds,
@@ -13,7 +19,7 @@ from socrec_online.cli import (  # noqa: F401  (registration by import)
     service_cmds,
     snapshot_cmds,
 )
-from socrec_online.cli._app import app
+from streams.cli._app import app
 
 
 @app.command("config")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from socrec_online.cli._app import app, bench_app
+from streams.cli._app import app, bench_app
 
 _DATASET = typer.Option("synthetic", "--dataset", help="synthetic | lastfm | files")
 _DATA_DIR = typer.Option(None, "--data-dir", help="Dataset directory (lastfm: HetRec files; files: your TSVs).")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from socrec_online.cli._app import app
+from streams.cli._app import app
 
 
 @app.command("schema")

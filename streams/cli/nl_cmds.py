@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from socrec_online.cli._app import bench_app
+from streams.cli._app import bench_app
 
 _COLD_OUT = typer.Option(Path("out/coldstart.json"), "--out", help="Where the JSON goes.")
 _SENTIMENT_OUT = typer.Option(Path("out/sentiment.json"), "--out", help="Where the JSON goes.")
