@@ -37,6 +37,7 @@ import faust
 from faust.serializers import codecs
 from faust.types import FutureMessage
 
+from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
 
 log = logging.getLogger("socrec.tables")
@@ -58,7 +59,15 @@ codecs.register("utf8", Utf8())
 
 
 class ChangelogTable(faust.Table):  # type: ignore[misc]
-    """A Faust table that keeps the future of every changelog record until :func:`settle`."""
+    """A Faust table that keeps the future of every changelog record until :func:`settle`.
+
+    It also places each record itself, in ``owner_partition(key)`` (the producer's murmur2, so
+    keys stay co-partitioned with the input topics): Faust's own placement (``use_partitioner``
+    with eager partitioning) asks the producer's metadata synchronously, which does not know a
+    changelog topic before the first send to it, and the worker crashed with ``TypeError:
+    'NoneType' object is not iterable`` from aiokafka's ``_partition`` on its first write. With the
+    partition given, the producer waits for the topic's metadata before it sends.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,6 +81,8 @@ class ChangelogTable(faust.Table):  # type: ignore[misc]
         key_serializer: Any = None,
         value_serializer: Any = None,
     ) -> FutureMessage:
+        if partition is None:
+            partition = owner_partition(key if isinstance(key, str | bytes) else str(key), self.partitions)
         fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
         self.unsettled.append(fut)
         return fut
