@@ -1,4 +1,4 @@
-"""Helpers for tests that drive worker processes through ``streams.bench_reliability.Rig``."""
+"""Helpers for tests that drive worker processes through ``benchmarks.rig.Rig``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from socrec_online.events import Event
-from streams.bench_reliability import Rig
+from benchmarks.rig import Rig
 from streams.observe import events_done
 
 

@@ -1,7 +1,7 @@
 """Reliability fixtures: a real broker (Apache Kafka unless SOCREC_BROKER=embedded) and real worker
 processes, watched from outside.
 
-The scenarios themselves live in ``streams/bench_reliability.py`` (``socrec bench reliability``
+The scenarios themselves live in ``benchmarks/rig.py`` (``socrec bench reliability``
 runs their long variants); the tests here run short variants and assert on what they measured.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from socrec_online.brokers import ManagedBroker, make_broker
-from streams.bench_reliability import Rig
+from benchmarks.rig import Rig
 
 pytestmark = pytest.mark.integration
 

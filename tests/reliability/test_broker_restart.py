@@ -27,7 +27,7 @@ import pytest
 
 from socrec_online.broker import EmbeddedBroker, free_port
 from socrec_online.kafka_broker import ApacheKafkaBroker
-from streams.bench_reliability import Rig, converge, make_stream, replay_oracle
+from benchmarks.rig import Rig, converge, make_stream, replay_oracle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from socrec_online.settings import Settings
-from streams.bench_reliability import Rig, crash_scenario, graceful_scenario, make_stream
+from benchmarks.rig import Rig, crash_scenario, graceful_scenario, make_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -33,7 +33,7 @@ import pytest
 from socrec_online.events import INPUT_TOPICS
 from socrec_online.kafka_broker import ApacheKafkaBroker, SecureListener
 from socrec_online.settings import Settings
-from streams.bench_reliability import Rig, make_stream, read_topics
+from benchmarks.rig import Rig, make_stream, read_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,7 +24,7 @@ import pytest
 from _ci import skip_unless_ci
 
 from socrec_online.events import Click
-from streams.bench_reliability import Rig, make_stream
+from benchmarks.rig import Rig, make_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from socrec_online.settings import Settings
-from streams.bench_reliability import Rig, make_stream
+from benchmarks.rig import Rig, make_stream
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pa55-do-not-log"

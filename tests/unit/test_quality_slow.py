@@ -16,7 +16,7 @@ pytestmark = [
 
 
 def test_lightgcn_quick_config_far_above_popularity() -> None:
-    from socrec_online.bench.quality import run_quality
+    from benchmarks.quality import run_quality
     from socrec_online.eval.harness import ModelSpec
 
     spec = ModelSpec(epochs=15, eval_every=5, patience=2, max_seconds=240.0)

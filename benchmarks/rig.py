@@ -12,7 +12,7 @@ Scenarios (each returns plain JSON-able figures; the tests assert on them, the b
   record read back from the source topics): 0 differing keys, 0 lost, 0 doubled.
 - :func:`graceful_scenario`: SIGTERM under load: exit time, committed offsets against what the
   changelog says was applied, then a restart and the same oracle comparison.
-- :func:`poison_scenario` (``streams/bench_poison.py``): bad records of every kind interleaved with good ones:
+- :func:`poison_scenario` (``benchmarks/poison.py``): bad records of every kind interleaved with good ones:
   every bad one in ``dead-letters`` with its reason and origin, every good one applied, the
   same worker process throughout.
 - :func:`load_scenario`: a fixed rate for a bounded duration over a bounded key space: lag,
@@ -56,8 +56,8 @@ from socrec_online.events import (
 )
 from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
-from streams import bench_hostile
-from streams.bench_poison import answered_stream, poison_records, poison_scenario, table_of
+from benchmarks import hostile as bench_hostile
+from benchmarks.poison import answered_stream, poison_records, poison_scenario, table_of
 from streams.observe import OutputWatcher, events_done, percentiles, percentiles_ms, scrape
 from streams.procs import WorkerProcess
 from streams.replay import EventProducer, ProduceStats, produce

@@ -30,7 +30,7 @@ from socrec_online.brokers import make_broker
 from socrec_online.service.state import RecentIds, SocialState
 from socrec_online.settings import Settings
 from streams.app import kafka_client_kwargs
-from streams.bench_reliability import Rig
+from benchmarks.rig import Rig
 
 SEND_CHUNK = 20_000
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from socrec_online.bench.engine_eval import (
+from benchmarks.engine_eval import (
     Replay,
     bench_settings,
     engine_rankings,

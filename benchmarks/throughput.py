@@ -39,7 +39,7 @@ from socrec_online.data import load_dataset
 from socrec_online.events import Event, ItemPublished, Query
 from socrec_online.settings import Settings
 from streams.admin import ensure_topics
-from streams.bench_model import prepare_snapshots
+from benchmarks.model import prepare_snapshots
 from streams.observe import OutputWatcher, percentiles_ms, scrape, wait_assigned, wait_drained
 from streams.procs import WorkerProcess
 from streams.replay import EventProducer, produce, split_stream
@@ -101,7 +101,7 @@ def _env(broker: ManagedBroker, workdir: Path, prefix: str, device: str) -> dict
         "SOCREC_WEB_PORT": str(free_port()),
         "SOCREC_DATA_DIR": str(workdir / prefix.strip(".")),
         "SOCREC_DEVICE": device,
-        "SOCREC_SNAPSHOT_DIR": str(workdir / "snapshots"),  # streams.bench_model fills it (or not)
+        "SOCREC_SNAPSHOT_DIR": str(workdir / "snapshots"),  # benchmarks.model fills it (or not)
     }
 
 
