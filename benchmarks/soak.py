@@ -24,8 +24,8 @@ from typing import Any
 
 import psutil
 
+from benchmarks.workloads import load_stream
 from socrec_online.settings import Settings
-from benchmarks.rig import load_stream
 
 
 def soak(

@@ -32,7 +32,7 @@ def bench_reliability_cmd(
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG: lag and RSS under load.")] = None,
 ) -> None:
     """kill -9 recovery vs a replay oracle, poison input, boundary and fuzz inputs, sustained load: lost, doubled, crashes, RSS."""
-    from benchmarks.rig import run_bench
+    from benchmarks.reliability import run_bench
 
     exit_with(
         lambda: run_bench(

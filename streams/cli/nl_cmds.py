@@ -58,13 +58,8 @@ def bench_sentiment_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Sentiment scorer accuracy on the hand-labelled sample, and aware vs blind comment weighting."""
-    from benchmarks.sentiment import (
-        print_table,
-        run_ablation,
-        run_sentiment_eval,
-        run_trained_ablation,
-        write_json,
-    )
+    from benchmarks.sentiment import print_table, run_ablation, run_trained_ablation, write_json
+    from benchmarks.sentiment_scorer import run_sentiment_eval
 
     res: dict[str, object] = {"scorer": run_sentiment_eval()}
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from socrec_online.events import Event
 from benchmarks.rig import Rig
+from socrec_online.events import Event
 from streams.observe import events_done
 
 

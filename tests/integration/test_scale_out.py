@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from _rigs import done, send, timed, wait_until
 
+from benchmarks.oracle import converge, replay_oracle
+from benchmarks.rig import Rig
+from benchmarks.workloads import make_stream
 from socrec_online.brokers import ManagedBroker
 from socrec_online.events import Query
-from benchmarks.rig import Rig, converge, make_stream, replay_oracle
 from streams.observe import events_done
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -117,7 +119,7 @@ def test_two_workers_share_partitions_and_recommend_like_one_then_survive_a_kill
         verdict, state = asyncio.run(converge(a, oracle, owners, timeout=150.0))
         lost = sorted(verdict.pop("lost_ids", []))
         if verdict["lost"] or verdict["differing_keys"]:
-            from benchmarks.rig import _dead_lettered_reasons
+            from benchmarks.crashes import dead_lettered_reasons
 
             print(
                 "VERDICT",
@@ -127,7 +129,7 @@ def test_two_workers_share_partitions_and_recommend_like_one_then_survive_a_kill
                 "COMMITTED",
                 asyncio.run(a.committed()),
                 "DEAD-LETTERED",
-                asyncio.run(_dead_lettered_reasons(a, set(lost))),
+                asyncio.run(dead_lettered_reasons(a, set(lost))),
             )
         assert verdict["lost"] == 0 and verdict["differing_keys"] == 0, verdict
         engine = (state or {}).get("engine") or {}

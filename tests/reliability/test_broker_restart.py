@@ -25,9 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.oracle import converge, replay_oracle
+from benchmarks.rig import Rig
+from benchmarks.workloads import make_stream
 from socrec_online.broker import EmbeddedBroker, free_port
 from socrec_online.kafka_broker import ApacheKafkaBroker
-from benchmarks.rig import Rig, converge, make_stream, replay_oracle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -23,8 +23,9 @@ import psutil
 import pytest
 from _ci import skip_unless_ci
 
+from benchmarks.rig import Rig
+from benchmarks.workloads import make_stream
 from socrec_online.events import Click
-from benchmarks.rig import Rig, make_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

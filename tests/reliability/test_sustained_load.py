@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from benchmarks.rig import Rig, load_scenario
+from benchmarks.load import load_scenario
+from benchmarks.rig import Rig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from socrec_online.events import Click, ItemPublished, Profile
 from benchmarks.rig import Rig
+from socrec_online.events import Click, ItemPublished, Profile
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.hostile import ACCEPTED, boundary_cases, passed, run_boundaries, summary
+from benchmarks.poison import answered_stream, poison_records
 from fuzz.service_path import path_settings
 from socrec_online.events import INPUT_TOPICS, ItemPublished, key_of
 from socrec_online.service.decode import DecodeError, check_key, decode_event
 from socrec_online.settings import Settings
-from benchmarks.hostile import ACCEPTED, boundary_cases, passed, run_boundaries, summary
-from benchmarks.poison import answered_stream, poison_records
 
 
 @pytest.mark.parametrize("limits", ["defaults", "small"])

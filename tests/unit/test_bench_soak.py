@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from socrec_online.models.text import make_tiny_bert
 from benchmarks.soak import soak
+from socrec_online.models.text import make_tiny_bert
 
 
 def test_soak_reports_memory_along_a_simulated_hour(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _engine_texts import T0, TEXTS
 
-from benchmarks.sentiment import SAMPLE_PATH, evaluate_scorer, load_sample
+from benchmarks.sentiment_scorer import SAMPLE_PATH, evaluate_scorer, load_sample
 from socrec_online.data.base import CommentRow, Interactions
 from socrec_online.data.labels import sentiment_labels
 from socrec_online.engagement import Kind
@@ -103,7 +103,8 @@ def test_training_labels_drop_panned_pairs_only_when_sentiment_aware() -> None:
 
 
 def test_ablation_bench_replays_both_arms_on_the_same_split(encoder: Any) -> None:
-    from benchmarks.sentiment import print_table, run_ablation, run_sentiment_eval
+    from benchmarks.sentiment import print_table, run_ablation
+    from benchmarks.sentiment_scorer import run_sentiment_eval
 
     small = {"n_users": 80, "n_items": 150, "comment_share": 0.3, "aversions": 1}
     res = run_ablation(seeds=(4,), encoder=encoder, progress=False, synthetic=small)
