@@ -38,9 +38,11 @@ def run_quality(
     ds = load_dataset(dataset, data_dir, seed=seed)
     split = make_split(ds, protocol, seed, split_dir)
     text_secs = 0.0
+    encode = None  # the users' own texts, by the tower that encoded the items
     if item_text is None and any(m in ("text_only", "additive", "fused") for m in models):
         item_text, text_secs = load_item_text(cache_name(dataset, data_dir),
                                               ds.item_text, progress)
+        encode = lambda t: load_item_text(cache_name(dataset, data_dir), t, False)[0]
     out: dict[str, Any] = {
         "dataset": dataset,
         "protocol": "split-dir" if split_dir else protocol,
@@ -56,7 +58,8 @@ def run_quality(
     if dataset == "lastfm" and protocol == "recbole" and not split_dir:
         out["published_recbole_gnn"] = PUBLISHED_LASTFM
     for name in models:
-        res = run_model(name, ds, split, item_text, spec, seed=seed, device=device, progress=progress)
+        res = run_model(name, ds, split, item_text, spec, seed=seed, device=device, progress=progress,
+                        encode=encode)
         out["models"][name] = res
         log.info(
             "%s: recall@10 %.4f ndcg@10 %.4f hr@10 %.4f (train %.1f s)",

@@ -65,7 +65,7 @@ def bench_quality_cmd(
 ) -> None:
     """Every model on the same split: Recall/NDCG/HR @10/@20, JSON + table (+ plot)."""
     from benchmarks.quality import plot as draw
-    from benchmarks.quality import print_table, run_quality, write_json
+    from socrec_online.eval.quality import print_table, run_quality, write_json
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     spec = _spec(epochs, dim, layers, tau, loss, lr, text_in_graph, max_seconds)
@@ -92,7 +92,7 @@ def evaluate_cmd(
     out: Path | None = _EVAL_OUT,
 ) -> None:
     """Evaluate one model (trained here on the split's train part) or one snapshot."""
-    from benchmarks.quality import print_table, run_quality, write_json
+    from socrec_online.eval.quality import print_table, run_quality, write_json
 
     if snapshot is not None:
         res = _evaluate_snapshot(snapshot, dataset, data_dir, protocol, split_dir, seed)
