@@ -1,7 +1,9 @@
-"""The import graph of ``socrec_online`` and ``streams`` (issue #20 item 2): no circle, even one hidden
-by an import inside a function, and no ``_private`` name imported from another module. Read with
-``ast`` (nothing is imported), so a lazy import counts like any other; an import under
+"""The import graph of ``socrec_online``, ``streams`` and ``benchmarks`` (issue #20 item 2): no circle,
+even one hidden by an import inside a function, and no ``_private`` name imported from another module.
+Read with ``ast`` (nothing is imported), so a lazy import counts like any other; an import under
 ``if TYPE_CHECKING:`` never runs, so it makes no circle (it still may not import a private name).
+The product (``socrec_online``, ``streams``) never imports ``benchmarks``, which is not in the wheel,
+except the ``socrec bench`` commands, inside the command function (issue #20 item 4).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("socrec_online", "streams")
+PACKAGES = ("socrec_online", "streams", "benchmarks")
+PRODUCT = ("socrec_online", "streams")
+CLI = ("socrec_online.cli", "streams.cli")  # the modules whose bench commands may import benchmarks
 
 
 def _modules() -> dict[str, Path]:
@@ -133,9 +137,9 @@ def test_imports_inside_functions_count_and_type_checking_ones_only_when_asked()
     assert {n.names[0].name for n in _nodes(tree, True) if isinstance(n, ast.Import)} == {"a", "b"}
 
 
-def test_no_import_circle_in_socrec_online_and_streams() -> None:
+def test_no_import_circle_in_socrec_online_streams_and_benchmarks() -> None:
     graph = _graph()
-    assert graph.get("socrec_online.service.engine")
+    assert graph.get("socrec_online.service.engine") and graph.get("benchmarks.reliability")
     assert _cycles(graph) == []
 
 
@@ -156,6 +160,72 @@ def test_the_engine_imports_no_benchmark_cli_or_faust_module() -> None:
         "bad = [m for m in sys.modules if m.split('.')[0] in ('faust', 'aiokafka', 'mode', 'streams', 'typer')"
         " or m.startswith(('benchmarks', 'socrec_online.cli'))]\n"
         "print(sorted(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def _is_bench_command(node: ast.AST) -> bool:
+    """A ``socrec bench`` command: registered with ``@bench_app.command(...)`` (typer), or one of
+    ``streams/cli.py``'s ``cmd_bench*`` functions."""
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    return node.name.startswith("cmd_bench") or any(
+        isinstance(d, ast.Call) and ast.unparse(d.func) == "bench_app.command" for d in node.decorator_list
+    )
+
+
+def _benchmark_imports(tree: ast.AST) -> list[tuple[int, bool]]:
+    """(line, inside a ``socrec bench`` command) of every import of ``benchmarks`` or one of its modules."""
+    out: list[tuple[int, bool]] = []
+
+    def visit(node: ast.AST, in_command: bool) -> None:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] if not node.level else []
+        else:
+            names = []
+        if any(n == "benchmarks" or n.startswith("benchmarks.") for n in names):
+            out.append((node.lineno, in_command))  # type: ignore[attr-defined]
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_command or _is_bench_command(node))
+
+    visit(tree, False)
+    return out
+
+
+def test_the_benchmark_import_finder_tells_a_bench_command_from_any_other_place() -> None:
+    code = (
+        "import benchmarks.rig\n"
+        "@bench_app.command('quality')\ndef q():\n    from benchmarks.quality import plot\n"
+        "@app.command('evaluate')\ndef e():\n    from benchmarks.quality import plot\n"
+        "import benchmarks_x\n"
+    )
+    assert _benchmark_imports(ast.parse(code)) == [(1, False), (4, True), (7, False)]
+
+
+def test_the_product_imports_benchmarks_only_inside_bench_commands() -> None:
+    mods = _modules()
+    bad = []
+    in_commands = 0
+    for m, path in sorted(mods.items()):
+        if not m.startswith(PRODUCT):
+            continue
+        for line, in_command in _benchmark_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if in_command and m.startswith(CLI):
+                in_commands += 1
+            else:
+                bad.append(f"{path.relative_to(ROOT)}:{line}")
+    # benchmarks/ is not in the wheel: anything else that imports it breaks an installed socrec
+    assert bad == [], bad
+    assert in_commands > 0  # the check sees the bench commands' imports
+
+
+def test_building_the_cli_imports_no_benchmark_module() -> None:
+    code = (
+        "import sys, socrec_online.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'benchmarks'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

@@ -31,3 +31,15 @@ def test_optional_needs_are_extras_and_dev_pulls_every_extra() -> None:
     (self_ref,) = [r for r in extras["dev"] if r.startswith("socrec-online[")]
     pulled = set(self_ref.removeprefix("socrec-online[").removesuffix("]").split(","))
     assert pulled == set(extras) - {"dev"}, "make test installs .[dev]: it must pull every other extra"
+
+
+def test_the_wheel_ships_the_product_without_the_benchmarks() -> None:
+    from setuptools import find_packages
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    shipped = find_packages(str(ROOT), include=tool["packages"]["find"]["include"])
+    assert {"socrec_online", "socrec_online.service", "socrec_online.cli", "streams"} <= set(shipped)
+    assert (ROOT / "benchmarks" / "__init__.py").is_file()
+    assert [p for p in shipped if p.split(".")[0] not in ("socrec_online", "streams")] == []
+    data = [g for globs in tool["package-data"].values() for g in globs]
+    assert [g for g in data if not list((ROOT / "socrec_online").glob(g))] == [], "package data that is gone"
