@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from benchmarks.oracle import converge, replay_oracle
+from benchmarks.harness.oracle import converge, replay_oracle
+from benchmarks.harness.rig import Record, Rig, read_topics
 from benchmarks.poison import table_of
-from benchmarks.rig import Record, Rig, read_topics
 from socrec_online.events import Event
 from streams.observe import events_done
 

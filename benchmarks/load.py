@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.rig import Rig
-from benchmarks.workloads import load_stream
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import load_stream
 from socrec_online.events import Event
 from streams.observe import OutputWatcher, events_done, percentiles_ms
 

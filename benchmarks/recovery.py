@@ -26,7 +26,7 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaProducer
 
-from benchmarks.rig import Rig
+from benchmarks.harness.rig import Rig
 from socrec_online.brokers import make_broker
 from socrec_online.service.state import RecentIds, SocialState
 from socrec_online.settings import Settings

@@ -1,6 +1,6 @@
 """``socrec bench reliability``: crashes, poison, boundary and fuzz inputs, sustained load.
 
-The worker is a black box driven through :class:`~benchmarks.rig.Rig` (the tests drive the same rig).
+The worker is a black box driven through :class:`~benchmarks.harness.rig.Rig` (the tests drive the same rig).
 
 Scenarios (each returns plain JSON-able figures; the tests assert on them, the bench prints them):
 
@@ -33,12 +33,12 @@ from typing import Any
 
 from benchmarks import hostile
 from benchmarks.crashes import crash_scenario
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import make_stream
 from benchmarks.load import load_scenario
 from benchmarks.poison import answered_stream, poison_scenario
 from benchmarks.reliability_report import plot as draw
 from benchmarks.reliability_report import print_table
-from benchmarks.rig import Rig
-from benchmarks.workloads import make_stream
 from socrec_online.brokers import make_broker
 from socrec_online.settings import Settings
 from streams.observe import percentiles

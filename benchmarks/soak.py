@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.workloads import load_stream
+from benchmarks.harness.streams import load_stream
 from socrec_online.settings import Settings
 
 

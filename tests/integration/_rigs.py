@@ -1,4 +1,4 @@
-"""Helpers for tests that drive worker processes through ``benchmarks.rig.Rig``."""
+"""Helpers for tests that drive worker processes through ``benchmarks.harness.rig.Rig``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.rig import Rig
+from benchmarks.harness.rig import Rig
 from socrec_online.events import Event
 from streams.observe import events_done
 

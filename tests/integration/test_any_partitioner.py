@@ -18,9 +18,9 @@ import orjson
 import pytest
 from _rigs import done, send, timed, wait_until
 
-from benchmarks.oracle import compare, replay_oracle
-from benchmarks.rig import Rig, read_topics
-from benchmarks.workloads import make_stream
+from benchmarks.harness.oracle import compare, replay_oracle
+from benchmarks.harness.rig import Rig, read_topics
+from benchmarks.harness.streams import make_stream
 from socrec_online.brokers import ManagedBroker
 from socrec_online.events import Event, Follow, ItemPublished, Like, key_of, to_dict, topic_of
 from socrec_online.partitioning import owner_partition

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from _rigs import done, send, timed, wait_until
 
-from benchmarks.oracle import converge, replay_oracle
-from benchmarks.rig import Rig
-from benchmarks.workloads import make_stream
+from benchmarks.harness.oracle import converge, replay_oracle
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import make_stream
 from socrec_online.brokers import ManagedBroker
 from socrec_online.events import Query
 from streams.observe import events_done
@@ -26,7 +26,7 @@ ENV = {"SOCREC_BATCH_MAX_SECONDS": "0.05", "SOCREC_TOP_K": "8", "SOCREC_BATCH_CA
 
 def query_answers(rigs: list[Rig], users: list[str], t: float, tag: str = "") -> dict[str, dict[str, float]]:
     """Ask every user the same question; the owner of each user answers (kind "query")."""
-    from benchmarks.rig import read_topics
+    from benchmarks.harness.rig import read_topics
 
     queries = [Query(f"q{tag}-{u}", u, t, "music about cycling and jazz") for u in users]
     send(rigs[0], queries)

@@ -1,7 +1,7 @@
 """Reliability fixtures: a real broker (Apache Kafka unless SOCREC_BROKER=embedded) and real worker
 processes, watched from outside.
 
-The scenarios themselves live in ``benchmarks/`` (the rig in ``benchmarks/rig.py``; ``socrec bench
+The scenarios themselves live in ``benchmarks/`` (the rig in ``benchmarks/harness/rig.py``; ``socrec bench
 reliability`` runs their long variants); the tests here run short variants and assert on what they measured.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.rig import Rig
+from benchmarks.harness.rig import Rig
 from socrec_online.brokers import ManagedBroker, make_broker
 
 pytestmark = pytest.mark.integration

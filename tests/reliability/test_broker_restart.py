@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.oracle import converge, replay_oracle
-from benchmarks.rig import Rig
-from benchmarks.workloads import make_stream
+from benchmarks.harness.oracle import converge, replay_oracle
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import make_stream
 from socrec_online.broker import EmbeddedBroker, free_port
 from socrec_online.kafka_broker import ApacheKafkaBroker
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.crashes import crash_scenario, graceful_scenario
-from benchmarks.rig import Rig
-from benchmarks.workloads import make_stream
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import make_stream
 from socrec_online.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.rig import Rig, read_topics
-from benchmarks.workloads import make_stream
+from benchmarks.harness.rig import Rig, read_topics
+from benchmarks.harness.streams import make_stream
 from socrec_online.events import INPUT_TOPICS
 from socrec_online.kafka_broker import ApacheKafkaBroker, SecureListener
 from socrec_online.settings import Settings

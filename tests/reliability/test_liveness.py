@@ -23,8 +23,8 @@ import psutil
 import pytest
 from _ci import skip_unless_ci
 
-from benchmarks.rig import Rig
-from benchmarks.workloads import make_stream
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import make_stream
 from socrec_online.events import Click
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

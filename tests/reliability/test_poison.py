@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
+from benchmarks.harness.rig import Rig
 from benchmarks.poison import ANSWERED_TOPICS, answered_stream, poison_scenario
-from benchmarks.rig import Rig
 from socrec_online.events import INPUT_TOPICS, topic_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]

@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from benchmarks.rig import Rig
-from benchmarks.workloads import make_stream
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import make_stream
 from socrec_online.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
+from benchmarks.harness.rig import Rig
 from benchmarks.load import load_scenario
-from benchmarks.rig import Rig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

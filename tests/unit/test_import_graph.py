@@ -197,7 +197,7 @@ def _benchmark_imports(tree: ast.AST) -> list[tuple[int, bool]]:
 
 def test_the_benchmark_import_finder_tells_a_bench_command_from_any_other_place() -> None:
     code = (
-        "import benchmarks.rig\n"
+        "import benchmarks.harness.rig\n"
         "@bench_app.command('quality')\ndef q():\n    from benchmarks.quality import plot\n"
         "@app.command('evaluate')\ndef e():\n    from benchmarks.quality import plot\n"
         "import benchmarks_x\n"

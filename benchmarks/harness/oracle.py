@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.rig import Record, Rig
 from benchmarks.poison import table_of
-from benchmarks.rig import Record, Rig
 from socrec_online.events import Event, key_of
 from socrec_online.settings import Settings
 

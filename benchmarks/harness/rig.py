@@ -3,9 +3,9 @@
 Everything here treats the worker as a black box: a ``python -m streams worker`` process, its
 Kafka topics, and its metrics server (``/metrics``, ``/healthz``, ``/debug/state``). So the
 same scenarios hold whether the engine runs on a thread or in a child process of the worker.
-The generated streams are in :mod:`benchmarks.workloads`, the replay oracle in
-:mod:`benchmarks.oracle`, the scenarios in :mod:`benchmarks.crashes`, :mod:`benchmarks.poison`
-and :mod:`benchmarks.load`, the bench itself in :mod:`benchmarks.reliability`.
+The generated streams are in :mod:`benchmarks.harness.streams`, the replay oracle in
+:mod:`benchmarks.harness.oracle`, the scenarios in :mod:`benchmarks.crashes`,
+:mod:`benchmarks.poison` and :mod:`benchmarks.load`, the bench itself in :mod:`benchmarks.reliability`.
 """
 
 from __future__ import annotations
