@@ -100,8 +100,8 @@ def bench_throughput_cmd(
 ) -> None:
     """Full pipeline vs pass-through events/s, latency p50/p95/p99 at --rate, item freshness, through
     the broker SOCREC_BROKER names."""
-    from socrec_online.settings import Settings
     from benchmarks.throughput import run_bench
+    from socrec_online.settings import Settings
 
     chosen = device or Settings().device
     exit_with(

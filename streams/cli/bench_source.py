@@ -2,8 +2,9 @@
 
 The benchmarks are not in the wheel (they drive the product from outside and carry their own data),
 so an install from PyPI has none and says so. An editable install (``pip install -e .``) maps only
-the shipped packages, so the checkout next to ``socrec_online`` is put on the path here, and on
-``PYTHONPATH`` for the child processes a bench starts.
+the shipped packages, so the checkout next to ``socrec_online`` is put on the path here (for
+``benchmarks`` and the ``fuzz`` target the reliability bench runs), and on ``PYTHONPATH`` for the
+child processes a bench starts.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from streams.cli import main
 main()
 """
 # What a bench command does before its lazy import, then the import in this process and in a child
-# (``socrec bench reliability`` runs ``python -m streams bench-reliability``).
+# process a bench starts (the memory bench runs each size in a fresh one).
 _IMPORT = _INSTALLED + """
 from streams.cli.bench_source import ensure_benchmarks
 ensure_benchmarks()

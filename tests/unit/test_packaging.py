@@ -38,7 +38,7 @@ def test_the_wheel_ships_the_product_without_the_benchmarks() -> None:
 
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
     shipped = find_packages(str(ROOT), include=tool["packages"]["find"]["include"])
-    assert {"socrec_online", "socrec_online.service", "socrec_online.cli", "streams"} <= set(shipped)
+    assert {"socrec_online", "socrec_online.service", "streams", "streams.cli"} <= set(shipped)
     assert (ROOT / "benchmarks" / "__init__.py").is_file()
     assert [p for p in shipped if p.split(".")[0] not in ("socrec_online", "streams")] == []
     data = [g for globs in tool["package-data"].values() for g in globs]
