@@ -33,7 +33,7 @@ demo: $(STAMP) $(KAFKA_STAMP)
 	$(SOCREC) demo $(DEMO_ARGS)
 
 test: $(STAMP) $(KAFKA_STAMP) ops-tools
-	$(VENV)/bin/ruff check socrec_online streams tests
+	$(VENV)/bin/ruff check socrec_online streams benchmarks tests
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -41,7 +41,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check socrec_online streams tests
+	$(VENV)/bin/ruff check socrec_online streams benchmarks tests
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

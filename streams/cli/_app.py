@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 import socrec_online
+from streams.cli.bench_source import ensure_benchmarks
 
 app = typer.Typer(
     name="socrec",
@@ -16,6 +17,11 @@ bench_app = typer.Typer(help="Benchmarks: each writes --out JSON and prints a ta
 snapshots_app = typer.Typer(help="Model versions: list, promote, rollback.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(snapshots_app, name="snapshots")
+
+
+@bench_app.callback()
+def _bench_group() -> None:
+    ensure_benchmarks()  # before any command's lazy ``import benchmarks...``
 
 
 def _print_version(value: bool) -> None:

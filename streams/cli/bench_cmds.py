@@ -32,7 +32,7 @@ def bench_reliability_cmd(
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG: lag and RSS under load.")] = None,
 ) -> None:
     """kill -9 recovery vs a replay oracle, poison input, boundary and fuzz inputs, sustained load: lost, doubled, crashes, RSS."""
-    from streams.bench_reliability import run_bench
+    from benchmarks.reliability import run_bench
 
     exit_with(
         lambda: run_bench(
@@ -61,7 +61,7 @@ def bench_recovery_cmd(
     out: OutOpt = None,
 ) -> None:
     """Seconds until a worker serves again, first start and after kill -9, by changelog size."""
-    from streams.bench_recovery import run_bench
+    from benchmarks.recovery import run_bench
 
     counts = [int(x) for x in sizes.split(",") if x.strip()]
     exit_with(lambda: run_bench(sizes=counts, tiny_model=not minilm, out=out))
@@ -100,8 +100,8 @@ def bench_throughput_cmd(
 ) -> None:
     """Full pipeline vs pass-through events/s, latency p50/p95/p99 at --rate, item freshness, through
     the broker SOCREC_BROKER names."""
+    from benchmarks.throughput import run_bench
     from socrec_online.settings import Settings
-    from streams.bench_throughput import run_bench
 
     chosen = device or Settings().device
     exit_with(

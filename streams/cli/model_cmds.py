@@ -64,8 +64,8 @@ def bench_quality_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Every model on the same split: Recall/NDCG/HR @10/@20, JSON + table (+ plot)."""
-    from socrec_online.bench.quality import plot as draw
-    from socrec_online.bench.quality import print_table, run_quality, write_json
+    from benchmarks.quality import plot as draw
+    from socrec_online.eval.quality import print_table, run_quality, write_json
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     spec = _spec(epochs, dim, layers, tau, loss, lr, text_in_graph, max_seconds)
@@ -92,7 +92,7 @@ def evaluate_cmd(
     out: Path | None = _EVAL_OUT,
 ) -> None:
     """Evaluate one model (trained here on the split's train part) or one snapshot."""
-    from socrec_online.bench.quality import print_table, run_quality, write_json
+    from socrec_online.eval.quality import print_table, run_quality, write_json
 
     if snapshot is not None:
         res = _evaluate_snapshot(snapshot, dataset, data_dir, protocol, split_dir, seed)

@@ -27,7 +27,7 @@ def bench_coldstart_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Recall@10 of the serving engine for cold users (profile / follows) and cold items vs popularity."""
-    from socrec_online.bench.coldstart import ColdStartConfig, print_table, run_coldstart, write_json
+    from benchmarks.coldstart import ColdStartConfig, print_table, run_coldstart, write_json
 
     cfg = ColdStartConfig(dataset, data_dir, seed, users_per_group, item_frac, cut)
     res = run_coldstart(cfg, progress=progress)
@@ -58,13 +58,8 @@ def bench_sentiment_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Sentiment scorer accuracy on the hand-labelled sample, and aware vs blind comment weighting."""
-    from socrec_online.bench.sentiment import (
-        print_table,
-        run_ablation,
-        run_sentiment_eval,
-        run_trained_ablation,
-        write_json,
-    )
+    from benchmarks.sentiment import print_table, run_ablation, run_trained_ablation, write_json
+    from benchmarks.sentiment_scorer import run_sentiment_eval
 
     res: dict[str, object] = {"scorer": run_sentiment_eval()}
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -90,7 +85,7 @@ def bench_queries_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """precision@3 of the queried topic for labelled queries asked by users whose history lies elsewhere."""
-    from socrec_online.bench.queries import QueriesConfig, print_table, run_queries, write_json
+    from benchmarks.queries import QueriesConfig, print_table, run_queries, write_json
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     bad = set(names) - {"zero_shot", "fused"}

@@ -1,5 +1,5 @@
 """``socrec bench online``: prequential quality with/without fine-tuning and reservoir, plus worker p99
-with and without a fine-tuning trainer (``streams.bench_online``: a broker, a worker and a trainer)."""
+with and without a fine-tuning trainer (``benchmarks.online_latency``: a broker, a worker and a trainer)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def bench_online_cmd(
 ) -> None:
     """Fine-tuned vs frozen-at-first-snapshot vs no-reservoir (hit ratio, recall@10), snapshots
     published/rejected, and the worker's p99 idle vs during a fine-tune."""
-    from socrec_online.bench.online import OnlineBenchConfig, print_table, run_online_bench, write
+    from benchmarks.online import OnlineBenchConfig, print_table, run_online_bench, write
 
     result: dict[str, object] = {}
     if events > 0:
@@ -59,7 +59,7 @@ def bench_online_cmd(
 def _latency(events: int, rate: float, dataset: str, data_dir: Path | None) -> dict[str, object]:
     """The worker's p99 idle vs during a fine-tune (``run_latency`` prints its JSON; the merged
     result is printed by the caller instead)."""
-    from streams.bench_online import run_latency
+    from benchmarks.online_latency import run_latency
 
     with tempfile.TemporaryDirectory() as tmp:
         lat_out = Path(tmp) / "latency.json"

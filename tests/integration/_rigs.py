@@ -1,4 +1,4 @@
-"""Helpers for tests that drive worker processes through ``streams.bench_reliability.Rig``."""
+"""Helpers for tests that drive worker processes through ``benchmarks.harness.rig.Rig``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from benchmarks.harness.rig import Rig
 from socrec_online.events import Event
-from streams.bench_reliability import Rig
 from streams.observe import events_done
 
 

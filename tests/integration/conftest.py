@@ -130,7 +130,7 @@ class Service:
 
     def records(self, topic: str) -> list[Record]:
         """Every record of ``topic`` (without prefix) currently in the broker, values parsed."""
-        from streams.bench_reliability import read_topics
+        from benchmarks.harness.rig import read_topics
 
         out: list[Record] = []
         for r in asyncio.run(read_topics(self.settings, [f"{self.prefix}{topic}"], timeout=20)):

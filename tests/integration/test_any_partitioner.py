@@ -18,11 +18,13 @@ import orjson
 import pytest
 from _rigs import done, send, timed, wait_until
 
+from benchmarks.harness.oracle import compare, replay_oracle
+from benchmarks.harness.rig import Rig, read_topics
+from benchmarks.harness.streams import make_stream
 from socrec_online.brokers import ManagedBroker
 from socrec_online.events import Event, Follow, ItemPublished, Like, key_of, to_dict, topic_of
 from socrec_online.partitioning import owner_partition
 from socrec_online.service.decode import DecodeError, decode_event
-from streams.bench_reliability import Rig, compare, make_stream, read_topics, replay_oracle
 from streams.observe import events_done
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -66,7 +66,7 @@ class Topics:
         )
 
     def records(self, *bases: str) -> list[Any]:
-        from streams.bench_reliability import read_topics
+        from benchmarks.harness.rig import read_topics
 
         return asyncio.run(read_topics(self.settings, [self.prefix + b for b in bases], timeout=20))
 

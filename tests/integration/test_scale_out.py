@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from _rigs import done, send, timed, wait_until
 
+from benchmarks.harness.oracle import converge, replay_oracle
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import make_stream
 from socrec_online.brokers import ManagedBroker
 from socrec_online.events import Query
-from streams.bench_reliability import Rig, converge, make_stream, replay_oracle
 from streams.observe import events_done
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -24,7 +26,7 @@ ENV = {"SOCREC_BATCH_MAX_SECONDS": "0.05", "SOCREC_TOP_K": "8", "SOCREC_BATCH_CA
 
 def query_answers(rigs: list[Rig], users: list[str], t: float, tag: str = "") -> dict[str, dict[str, float]]:
     """Ask every user the same question; the owner of each user answers (kind "query")."""
-    from streams.bench_reliability import read_topics
+    from benchmarks.harness.rig import read_topics
 
     queries = [Query(f"q{tag}-{u}", u, t, "music about cycling and jazz") for u in users]
     send(rigs[0], queries)
@@ -117,7 +119,7 @@ def test_two_workers_share_partitions_and_recommend_like_one_then_survive_a_kill
         verdict, state = asyncio.run(converge(a, oracle, owners, timeout=150.0))
         lost = sorted(verdict.pop("lost_ids", []))
         if verdict["lost"] or verdict["differing_keys"]:
-            from streams.bench_reliability import _dead_lettered_reasons
+            from benchmarks.crashes import dead_lettered_reasons
 
             print(
                 "VERDICT",
@@ -127,7 +129,7 @@ def test_two_workers_share_partitions_and_recommend_like_one_then_survive_a_kill
                 "COMMITTED",
                 asyncio.run(a.committed()),
                 "DEAD-LETTERED",
-                asyncio.run(_dead_lettered_reasons(a, set(lost))),
+                asyncio.run(dead_lettered_reasons(a, set(lost))),
             )
         assert verdict["lost"] == 0 and verdict["differing_keys"] == 0, verdict
         engine = (state or {}).get("engine") or {}

@@ -1,8 +1,8 @@
 """Reliability fixtures: a real broker (Apache Kafka unless SOCREC_BROKER=embedded) and real worker
 processes, watched from outside.
 
-The scenarios themselves live in ``streams/bench_reliability.py`` (``socrec bench reliability``
-runs their long variants); the tests here run short variants and assert on what they measured.
+The scenarios themselves live in ``benchmarks/`` (the rig in ``benchmarks/harness/rig.py``; ``socrec bench
+reliability`` runs their long variants); the tests here run short variants and assert on what they measured.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.harness.rig import Rig
 from socrec_online.brokers import ManagedBroker, make_broker
-from streams.bench_reliability import Rig
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.crashes import crash_scenario, graceful_scenario
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import make_stream
 from socrec_online.settings import Settings
-from streams.bench_reliability import Rig, crash_scenario, graceful_scenario, make_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -30,10 +30,11 @@ from typing import Any
 
 import pytest
 
+from benchmarks.harness.rig import Rig, read_topics
+from benchmarks.harness.streams import make_stream
 from socrec_online.events import INPUT_TOPICS
 from socrec_online.kafka_broker import ApacheKafkaBroker, SecureListener
 from socrec_online.settings import Settings
-from streams.bench_reliability import Rig, make_stream, read_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -23,8 +23,9 @@ import psutil
 import pytest
 from _ci import skip_unless_ci
 
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import make_stream
 from socrec_online.events import Click
-from streams.bench_reliability import Rig, make_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
+from benchmarks.harness.rig import Rig
+from benchmarks.poison import ANSWERED_TOPICS, answered_stream, poison_scenario
 from socrec_online.events import INPUT_TOPICS, topic_of
-from streams.bench_poison import ANSWERED_TOPICS, answered_stream, poison_scenario
-from streams.bench_reliability import Rig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from benchmarks.harness.rig import Rig
+from benchmarks.harness.streams import make_stream
 from socrec_online.settings import Settings
-from streams.bench_reliability import Rig, make_stream
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pa55-do-not-log"

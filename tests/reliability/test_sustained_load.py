@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from streams.bench_reliability import Rig, load_scenario
+from benchmarks.harness.rig import Rig
+from benchmarks.load import load_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from benchmarks.harness.rig import Rig
 from socrec_online.events import Click, ItemPublished, Profile
-from streams.bench_reliability import Rig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -84,7 +84,7 @@ def _served_version(rig: Rig, tag: str, items: list[str], timeout: float = 60.0)
 
 
 async def _recs(rig: Rig) -> list[dict[str, Any]]:
-    from streams.bench_reliability import read_topics
+    from benchmarks.harness.rig import read_topics
 
     return [r.json() for r in await read_topics(rig.settings, [rig.topic("recommendations")]) if r.value]
 

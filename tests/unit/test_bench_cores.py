@@ -1,9 +1,9 @@
-"""The throughput bench's per-process cores series (streams/bench_throughput.py): the broker's share
+"""The throughput bench's per-process cores series (benchmarks/cores.py): the broker's share
 of a live run climbs, and the series must show each interval, not a mean over the run."""
 
 from __future__ import annotations
 
-from streams.bench_throughput import cores_series
+from benchmarks.cores import cores_series
 
 
 def test_cores_per_interval_from_cumulative_cpu_seconds() -> None:

@@ -1,8 +1,8 @@
 """The hostile inputs the reliability bench generates: each gets the verdict it is built for.
 
-Boundary cases (``streams/bench_hostile.py``) at and just past every decoder bound, on two sets of
+Boundary cases (``benchmarks/hostile.py``) at and just past every decoder bound, on two sets of
 limits, through the service path in process; the poison records of the live scenario
-(``streams/bench_poison.py``) through the decoder and key check; the bench's crash count and verdict.
+(``benchmarks/poison.py``) through the decoder and key check; the bench's crash count and verdict.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.hostile import ACCEPTED, boundary_cases, passed, run_boundaries, summary
+from benchmarks.poison import answered_stream, poison_records
 from fuzz.service_path import path_settings
 from socrec_online.events import INPUT_TOPICS, ItemPublished, key_of
 from socrec_online.service.decode import DecodeError, check_key, decode_event
 from socrec_online.settings import Settings
-from streams.bench_hostile import ACCEPTED, boundary_cases, passed, run_boundaries, summary
-from streams.bench_poison import answered_stream, poison_records
 
 
 @pytest.mark.parametrize("limits", ["defaults", "small"])

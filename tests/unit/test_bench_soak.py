@@ -1,11 +1,11 @@
-"""streams.bench_soak: the engine soak runs the bounded-key stream on a simulated clock."""
+"""benchmarks.soak: the engine soak runs the bounded-key stream on a simulated clock."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.soak import soak
 from socrec_online.models.text import make_tiny_bert
-from streams.bench_soak import soak
 
 
 def test_soak_reports_memory_along_a_simulated_hour(tmp_path: Path) -> None:

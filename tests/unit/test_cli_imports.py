@@ -131,8 +131,8 @@ def test_ctrl_c_in_a_service_command_exits_130(monkeypatch: pytest.MonkeyPatch) 
 
 def test_bench_online_events_0_is_the_latency_half_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """What ``python -m streams bench-online`` did: only the worker-latency half, its JSON as --out."""
-    import socrec_online.bench.online
-    import streams.bench_online
+    import benchmarks.online
+    import benchmarks.online_latency
 
     def no_prequential(cfg: Any) -> dict[str, Any]:
         raise AssertionError("--events 0 must skip the prequential half")
@@ -142,8 +142,8 @@ def test_bench_online_events_0_is_the_latency_half_alone(monkeypatch: pytest.Mon
         print("run_latency's own JSON")
         return 0
 
-    monkeypatch.setattr(socrec_online.bench.online, "run_online_bench", no_prequential)
-    monkeypatch.setattr(streams.bench_online, "run_latency", fake_latency)
+    monkeypatch.setattr(benchmarks.online, "run_online_bench", no_prequential)
+    monkeypatch.setattr(benchmarks.online_latency, "run_latency", fake_latency)
     out = tmp_path / "lat.json"
     res = CliRunner().invoke(app, ["bench", "online", "--events", "0", "--latency-events", "40", "--out", str(out)])
     assert res.exit_code == 0, res.output

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from socrec_online.bench.coldstart import GROUPS, ColdStartConfig, cold_split, run_coldstart
-from socrec_online.bench.engine_eval import events_of
+from benchmarks.coldstart import GROUPS, ColdStartConfig, cold_split, run_coldstart
+from benchmarks.engine_eval import events_of
 from socrec_online.data.synthetic import SyntheticConfig, generate
 from socrec_online.events import Click, Comment, Follow, Like, Profile
 
@@ -68,7 +68,7 @@ def test_untimed_data_uses_the_whole_held_out_history() -> None:
 
 
 def test_bench_serves_every_case_with_the_engine_and_writes_json(encoder: Any, tmp_path: Path) -> None:
-    from socrec_online.bench.coldstart import print_table, write_json
+    from benchmarks.coldstart import print_table, write_json
 
     res = run_coldstart(ColdStartConfig(seed=3, users_per_group=10, synthetic=SMALL), encoder=encoder, progress=False)
     assert set(res["groups"]) == set(GROUPS) and res["model"] == "zero-shot"

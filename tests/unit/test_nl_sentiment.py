@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _engine_texts import T0, TEXTS
 
-from socrec_online.bench.sentiment import SAMPLE_PATH, evaluate_scorer, load_sample
+from benchmarks.sentiment_scorer import SAMPLE_PATH, evaluate_scorer, load_sample
 from socrec_online.data.base import CommentRow, Interactions
 from socrec_online.data.labels import sentiment_labels
 from socrec_online.engagement import Kind
@@ -103,7 +103,8 @@ def test_training_labels_drop_panned_pairs_only_when_sentiment_aware() -> None:
 
 
 def test_ablation_bench_replays_both_arms_on_the_same_split(encoder: Any) -> None:
-    from socrec_online.bench.sentiment import print_table, run_ablation, run_sentiment_eval
+    from benchmarks.sentiment import print_table, run_ablation
+    from benchmarks.sentiment_scorer import run_sentiment_eval
 
     small = {"n_users": 80, "n_items": 150, "comment_share": 0.3, "aversions": 1}
     res = run_ablation(seeds=(4,), encoder=encoder, progress=False, synthetic=small)
@@ -118,7 +119,7 @@ def test_ablation_bench_replays_both_arms_on_the_same_split(encoder: Any) -> Non
 
 
 def test_trained_ablation_trains_both_label_sets() -> None:
-    from socrec_online.bench.sentiment import run_trained_ablation
+    from benchmarks.sentiment import run_trained_ablation
 
     small = {"n_users": 80, "n_items": 150, "comment_share": 0.3}
     res = run_trained_ablation(seeds=(4,), models=("lightgcn",), synthetic=small, epochs=2, progress=False)
@@ -180,7 +181,7 @@ def test_once_bitten_users_pick_the_disliked_word_less() -> None:
 
 
 def test_paired_difference_counts_only_the_hits_one_arm_alone_found() -> None:
-    from socrec_online.bench.sentiment import paired_difference
+    from benchmarks.sentiment import paired_difference
 
     aware = {"u1": ["a", "b", "c"], "u2": ["x", "y"], "u3": ["p"]}
     blind = {"u1": ["a", "d", "c"], "u2": ["y", "x"], "u3": ["q"]}
@@ -191,7 +192,7 @@ def test_paired_difference_counts_only_the_hits_one_arm_alone_found() -> None:
 
 
 def test_the_difference_comes_with_its_standard_error_and_the_pairs_with_a_sign_test() -> None:
-    from socrec_online.bench.sentiment import difference_summary, sign_test_z
+    from benchmarks.sentiment import difference_summary, sign_test_z
 
     d = difference_summary([0.002, -0.001, 0.002])
     assert d["mean"] == 0.001 and d["seeds_aware_higher"] == 2

@@ -16,8 +16,8 @@ pytestmark = [
 
 
 def test_lightgcn_quick_config_far_above_popularity() -> None:
-    from socrec_online.bench.quality import run_quality
     from socrec_online.eval.harness import ModelSpec
+    from socrec_online.eval.quality import run_quality
 
     spec = ModelSpec(epochs=15, eval_every=5, patience=2, max_seconds=240.0)
     res = run_quality("lastfm", "recbole", LASTFM, None, ["popularity", "lightgcn"], seed=2020, spec=spec,

@@ -148,7 +148,7 @@ def test_the_labelled_query_set_is_as_described() -> None:
     """>= 50 queries over the synthetic topics; a "paraphrase" shares no word with its topic."""
     import re
 
-    from socrec_online.bench.queries import load_queries
+    from benchmarks.queries import load_queries
     from socrec_online.data.synthetic import TOPICS
 
     rows = load_queries()

@@ -26,7 +26,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from socrec_online.bench.engine_eval import (
+from benchmarks.engine_eval import (
     WIDE_TTL_S,
     Replay,
     bench_settings,

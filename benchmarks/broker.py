@@ -1,4 +1,4 @@
-"""``python -m streams.bench_broker``: how the embedded broker's request cost grows with what a
+"""``python -m benchmarks.broker``: how the embedded broker's request cost grows with what a
 partition holds.
 
 Why: a one-hour ``socrec bench reliability`` at 100 events/s fell behind after ~13 minutes while the

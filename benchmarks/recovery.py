@@ -26,11 +26,11 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaProducer
 
+from benchmarks.harness.rig import Rig
 from socrec_online.brokers import make_broker
 from socrec_online.service.state import RecentIds, SocialState
 from socrec_online.settings import Settings
 from streams.app import kafka_client_kwargs
-from streams.bench_reliability import Rig
 
 SEND_CHUNK = 20_000
 

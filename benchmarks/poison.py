@@ -38,7 +38,7 @@ from socrec_online.settings import Settings
 from streams.routing import REROUTED_FROM
 
 if TYPE_CHECKING:
-    from streams.bench_reliability import Rig
+    from benchmarks.harness.rig import Rig
 
 Origin = tuple[str, int, int]  # (base topic, partition, offset)
 BadRecord = tuple[str, str | None, bytes, str]  # (base topic, key, value, the dead-letter reason expected)

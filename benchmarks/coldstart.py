@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from socrec_online.bench.engine_eval import (
+from benchmarks.engine_eval import (
     KS,
     WIDE_TTL_S,
     Replay,

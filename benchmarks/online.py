@@ -2,7 +2,7 @@
 
 Prequential (test-then-train) over a time-ordered stream, with the real serving engine and the
 real online learner in one process (no Kafka: the latency half lives in
-``streams/bench_online.py``). Per micro-batch: every click/like is first checked against the
+``benchmarks/online_latency.py``). Per micro-batch: every click/like is first checked against the
 last top-k list the engine published for that user (a hit if the item is in it), then the batch
 is learned by the engine (which publishes fresh lists for the users it touched) and by the
 learner; when the trigger fires the learner fine-tunes, and a published snapshot is hot-swapped

@@ -5,7 +5,7 @@ reports the resident-memory growth; the marginal cost per user (with its interac
 follows) and per item comes from the differences between sizes, so the fixed cost of the
 process (torch, the model) cancels out.
 
-    python -m socrec_online.bench.memory --sizes 2000x2000,6000x2000,6000x6000 --out out/memory.json
+    python -m benchmarks.memory --sizes 2000x2000,6000x2000,6000x6000 --out out/memory.json
 """
 
 from __future__ import annotations
@@ -56,11 +56,12 @@ def run(sizes: list[tuple[int, int]]) -> dict[str, Any]:
     rows = []
     for n_users, n_items in sizes:
         out = subprocess.run(
-            [sys.executable, "-m", "socrec_online.bench.memory", "--one", f"{n_users}x{n_items}"],
+            [sys.executable, "-m", "benchmarks.memory", "--one", f"{n_users}x{n_items}"],
             check=True,
             capture_output=True,
             text=True,
             env=os.environ.copy(),
+            cwd=Path(__file__).resolve().parents[1],  # the checkout: ``-m benchmarks.memory`` resolves there
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     result: dict[str, Any] = {"runs": rows}

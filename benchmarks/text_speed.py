@@ -1,7 +1,7 @@
 """Text-tower speed: fp32 vs int8 dynamic quantization vs bfloat16, and how far each moves the vectors.
 
 Each variant encodes every text once with an empty cache, so the figure is model time, not
-cache hits. ``python -m socrec_online.bench.text_speed --dataset lastfm`` prints the JSON.
+cache hits. ``python -m benchmarks.text_speed --dataset lastfm`` prints the JSON.
 """
 
 from __future__ import annotations

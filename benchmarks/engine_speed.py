@@ -1,4 +1,4 @@
-"""How fast is the engine alone (no Kafka)? ``python -m socrec_online.service.speed --help``.
+"""How fast is the engine alone (no Kafka)? ``python -m benchmarks.engine_speed --help``.
 
 Replays the synthetic dataset through ``learn_many`` + ``recommend_many`` in micro-batches, as
 the stream agent does, after a warm-up that builds realistic state, and reports per-batch

@@ -1,4 +1,4 @@
-"""``python -m streams.bench_soak``: does the engine's memory level off over a long live stream?
+"""``python -m benchmarks.soak``: does the engine's memory level off over a long live stream?
 
 Why: a soak test through the embedded broker stops measuring the worker after ~10 minutes (the
 broker's request cost grows with what it holds: docs/reliability.md, 'The embedded broker'). The engine process
@@ -24,8 +24,8 @@ from typing import Any
 
 import psutil
 
+from benchmarks.harness.streams import load_stream
 from socrec_online.settings import Settings
-from streams.bench_reliability import load_stream
 
 
 def soak(

@@ -42,8 +42,8 @@ def _latest_version(root: Path) -> Path:
 
 
 def _bootstrap_fused(root: Path) -> dict[str, Any]:
-    from socrec_online.bench.engine_eval import bench_settings, make_encoder, save_encoder_cache
-    from socrec_online.bench.queries import QueriesConfig, train_fused
+    from benchmarks.engine_eval import bench_settings, make_encoder, save_encoder_cache
+    from benchmarks.queries import QueriesConfig, train_fused
     from socrec_online.data import load_dataset
     from socrec_online.snapshot import promote
 
