@@ -114,7 +114,9 @@ def _field_schema(topic: str, name: str, s: Settings) -> dict[str, Any]:
         return {
             "type": ["integer", "null"],
             "minimum": 0,
-            "description": "Time spent on the item in milliseconds (a number with no fraction).",
+            "maximum": s.max_dwell_ms,
+            "description": f"Time spent on the item in milliseconds (a number with no fraction), at most "
+            f"{s.max_dwell_ms} (SOCREC_MAX_DWELL_MS).",
         }
     if name == "tags":
         return {

@@ -89,6 +89,8 @@ CASES: list[tuple[str, str, Any, str | None]] = [
     ("clicks", "dwell_ms", 1500.0, None),
     ("clicks", "dwell_ms", 1500.5, "wrong_type"),
     ("clicks", "dwell_ms", -1, "out_of_range"),
+    ("clicks", "dwell_ms", 86_400_000, None),
+    ("clicks", "dwell_ms", 86_400_001, "out_of_range"),
     ("clicks", "dwell_ms", "1500", "wrong_type"),
     ("clicks", "dwell_ms", False, "wrong_type"),
     ("clicks", "dwell_ms", None, None),
