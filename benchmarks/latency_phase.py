@@ -11,6 +11,7 @@ from typing import Any
 
 from benchmarks.backlog import phase_settings, worker_env
 from benchmarks.cores import cores_series, cpu_sample, sample_cpu
+from benchmarks.swaps import Swaps
 from socrec_online.brokers import ManagedBroker
 from socrec_online.events import Event, ItemPublished, Query
 from streams.admin import ensure_topics
@@ -87,7 +88,10 @@ async def latency_phase(
     live: list[Event],
     rate: float,
     api: bool = True,
+    swap_every_s: float | None = None,
 ) -> dict[str, Any]:
+    """``swap_every_s``: hot-swap the served snapshot that often during the live part (see
+    :mod:`benchmarks.swaps`); None = never."""
     env = worker_env(broker, workdir, "lat.", device)
     if api:
         env["SOCREC_API_TOKEN"] = API_TOKEN
@@ -106,12 +110,14 @@ async def latency_phase(
     api_codes: dict[int, int] = {}
     users = sorted({u for ev in head if (u := getattr(ev, "user_id", None))})
     served: dict[str, int] = {}  # model_version -> recommendations carrying it
+    swaps = Swaps(Path(env["SOCREC_SNAPSHOT_DIR"]))
 
     def on_rec(p: dict[str, Any], published: float) -> None:
         src = sent_ts.get(p.get("source_event_id") or "")
         kind = p.get("kind")
         version = str(p.get("model_version"))
         served[version] = served.get(version, 0) + 1
+        swaps.seen(version, published)
         if src is not None and measuring["on"]:
             if kind == "items":
                 latencies.append(published - src)
@@ -164,10 +170,14 @@ async def latency_phase(
                 asyncio.create_task(_poll_api(int(env["SOCREC_WEB_PORT"]), users, i, api_s, api_codes))
                 for i in range(API_CLIENTS if api and users else 0)
             ]
+            swapper = asyncio.create_task(swaps.run(settings, swap_every_s)) if swap_every_s else None
             t0 = time.monotonic()
             stats = await produce(producer, live, rate, on_sent=on_sent)
             produce_s = time.monotonic() - t0
             sampler.cancel()
+            if swapper is not None:
+                swapper.cancel()
+                await asyncio.gather(swapper, return_exceptions=True)
             for poller in pollers:
                 poller.cancel()
             await asyncio.gather(*pollers, return_exceptions=True)
@@ -195,6 +205,8 @@ async def latency_phase(
         "api_get_s": api_s,
         "api_codes": {str(k): v for k, v in sorted(api_codes.items())},
         "served_models": served,
+        "swaps": swaps.report(),
+        "latency_across_swaps_s": swaps.across(sent_at, latencies),
         "freshness_s": fresh,
         "probes": len(probe_items),
         "probes_missed": len(probe_items) - len(found),

@@ -37,6 +37,7 @@ from typing import Any
 from benchmarks.backlog import backlog_phase
 from benchmarks.latency_phase import latency_phase
 from benchmarks.model import prepare_snapshots
+from benchmarks.swaps import SWAP_EVERY_S
 from socrec_online.brokers import make_broker
 from socrec_online.data import load_dataset
 from socrec_online.settings import Settings
@@ -82,7 +83,10 @@ async def _bench(
             if result.get("events_per_s"):
                 result["two_workers_ratio"] = round(two["events_per_s"] / result["events_per_s"], 3)
         if "latency" in phases:
-            lat = await latency_phase(broker, workdir, device, head, interactions[:latency_events], rate, api)
+            lat = await latency_phase(
+                broker, workdir, device, head, interactions[:latency_events], rate, api,
+                swap_every_s=SWAP_EVERY_S if model_info.get("snapshot") else None,
+            )  # fmt: skip
             if api:
                 gets = percentiles_ms(lat["api_get_s"])
                 result.update(api_get_p50_ms=gets.get("p50"), api_get_p99_ms=gets.get("p99"),
@@ -98,6 +102,9 @@ async def _bench(
             }
             result["query_latency_ms"] = percentiles_ms(lat["query_latency_s"])
             result["served_models"] = lat["served_models"]
+            if lat["swaps"]["announced"]:
+                result["hot_swaps"] = lat["swaps"]
+                result["latency_across_swaps_ms"] = percentiles_ms(lat["latency_across_swaps_s"])
             result["latency"] = {k: v for k, v in lat.items() if not k.endswith("_s")}
             result["latency_samples_ms"] = [round(x * 1000.0, 2) for x in lat["latency_s"]]
     if result.get("events_per_s") and result.get("passthrough_events_per_s"):
@@ -211,6 +218,13 @@ def _print_table(r: dict[str, Any]) -> None:
         "/".join(str(lat.get(k, "-")) for k in ("p50", "p95", "p99")),
         "p99 <= 250",
     )
+    if "hot_swaps" in r:
+        sw, xs = r["hot_swaps"], r.get("latency_across_swaps_ms") or {}
+        t.add_row(
+            f"latency ms across {sw['served']}/{sw['announced']} hot swaps (p50/p99)",
+            f"{xs.get('p50', '-')}/{xs.get('p99', '-')}",
+            "p99 <= 250",
+        )
     q = r.get("query_latency_ms") or {}
     t.add_row(
         "query latency ms (p50/p95/p99)", "/".join(str(q.get(k, "-")) for k in ("p50", "p95", "p99")), ""
