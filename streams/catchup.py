@@ -19,9 +19,8 @@ class CatchUp:
     """Bigger engine batches while the worker is behind its inputs, the usual window when it is not.
 
     Why: the engine scores every user a batch touches once, so a backlog drained in 20 ms windows
-    scores the same users again and again (measured on the bench backlog, in-process engine: 256-event
-    batches 15.4k recommendation messages and 7.2 CPU-s for 20,000 events, 1,024-event batches 8.9k
-    and 5.3 CPU-s), and every message costs the worker and the broker too.
+    scores the same users again and again (a 4x bigger batch publishes about half the messages for
+    the same events), and every message costs the worker and the broker too.
 
     Behind means at least ``backlog`` records wait in Kafka past what the worker has read: the sum,
     over every input partition read so far, of its highwater (aiokafka's value from the last fetch

@@ -17,8 +17,7 @@ The anchor is first the first record consumed; each check that finds it moves it
 record consumed before that check's fetch. Why not keep the first: Tansu answers a fetch with
 every batch from the requested offset up to the request's byte limit (5 MB; it ignores the
 per-partition limit), so a probe at the start of the log read the whole input log every check,
-and the cost grew with the log (measured at 500 events/s: p99 207/202/213 ms with the guard off,
-321/235/236 with it on). The log went backwards when that record is gone and the log now ends before it
+and the cost, paid in the worker's tail latency, grew with the log. The log went backwards when that record is gone and the log now ends before it
 (``log_shorter``) or another record sits at its offset (``record_replaced``: the log was refilled
 past the old position before the check, and the consumer may already read on from there).
 Comparing positions with ListOffsets cannot tell either: Tansu reports a log end as the start

@@ -2,8 +2,7 @@
 
 A worker holds ~480,000 GC-tracked objects that live as long as it does (torch, transformers,
 Faust, the rebuilt engine state), and CPython's full (generation 2) collection walks all of
-them. Measured at 500 events/s: such passes took 107-168 ms in the Faust worker, and up to 320 ms in
-an engine whose heap was not frozen, each one stalling every event in flight. :func:`freeze_long_lived` moves what is
+them: such a pass takes a hundred milliseconds or more, stalling every event in flight. :func:`freeze_long_lived` moves what is
 alive after a start or a rebuild into the permanent generation (``gc.freeze``): later passes scan
 only newer objects, and objects are still freed by reference counting.
 """
