@@ -24,11 +24,24 @@ Faust's consumer (:func:`harden_consumer`):
   (:func:`drop_past_holes`), and nothing of the partition is committed until the hole's first record
   comes (or the record that showed it comes again first: the log has nothing there). A hole open
   ``HOLE_GIVE_UP_S`` is given up with an error log.
+- *Handed over before the seek to the commit.* After an assignment the stream can hand over records
+  fetched from a position the client held before Faust sought the partition to the group's commit,
+  and Faust's committed offset is not known yet then (``None``): a first record past the commit was
+  taken for the start, the records from the commit came after it, and a replay exact on offsets
+  (``socrec_online.service.state.replayed``) took them for re-reads (``socrec bench reliability``
+  lost 120 events). Until ``perform_seek`` has sought an input partition to its commit (or the log
+  start) and set the offset it expects from there, every record of it is refused.
+
+Whether a record reaches the agent is decided when it is handed over (``delivered``): one refused
+then, or past an open hole, is dropped from the window, even when the records before it came again
+in the same window; so per partition the agent sees offsets in order from the commit, never one past
+a record it was not handed (a partition can go back, to the commit after a seek: re-reads).
 - *A partition never committed.* Faust leaves it to the client's reset, which on the embedded broker
   started one at offset 514 of a log starting at 0: ``perform_seek`` reads it from 0.
 - *A held record committed over.* See :class:`CommitBelowHeld`.
 
-Records read twice are idempotent on event_id, and a worker process drops what it handled already
+Records read twice change nothing (``socrec_online.service.state.replayed``, or event ids where
+the worker passes no positions), and a worker process drops what it handled already
 (``streams.rereads``).
 """
 
@@ -37,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -75,14 +89,16 @@ class _Hole(NamedTuple):
 class _Marks:
     """What the agent was handed per input partition since the last rebalance."""
 
-    expected: dict[Any, int] = field(default_factory=dict)  # the next offset due
+    # the next offset due; set by ``perform_seek`` (the commit): a partition not in it is not sought yet
+    expected: dict[Any, int] = field(default_factory=dict)
     holes: dict[Any, _Hole] = field(default_factory=dict)  # open holes
-    fetched: dict[Any, int] = field(default_factory=dict)  # the lowest offset the client fetched
+    refused: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)  # messages not for the agent
+    unsought: set[Any] = field(default_factory=set)  # partitions a refusal before the seek was logged for
 
     def clear(self) -> None:
         self.expected.clear()
         self.holes.clear()
-        self.fetched.clear()
+        self.unsought.clear()
 
 
 class InOrderInput:
@@ -125,6 +141,7 @@ class InOrderInput:
             await self.perform_seek()
         except Exception as exc:  # noqa: BLE001 - the rebalance goes on; a later one seeks again
             log.warning("could not seek the input partitions to their committed offsets again: %r", exc)
+            self._expect_from_commits()  # not to refuse every record: a start too low is a hole, sought
         if self._flow_stops == stops:  # not stopped again meanwhile (a next rebalance)
             super().resume_flow()  # type: ignore[misc]
 
@@ -136,6 +153,16 @@ class InOrderInput:
         for tp in self.assignment():  # type: ignore[attr-defined]
             if tp.topic in self.input_topics and not getattr(self, "_committed_offset", {}).get(tp):
                 await self.seek(tp, 0)  # type: ignore[attr-defined]
+        self._expect_from_commits()
+
+    def _expect_from_commits(self) -> None:
+        """Every assigned input partition is due from its committed offset (0: none) from now on."""
+        committed = getattr(self, "_committed_offset", {})
+        for tp in self.assignment():  # type: ignore[attr-defined]
+            if tp.topic in self.input_topics:
+                start = committed.get(tp) or 0
+                self._marks.expected[tp] = max(0, start)
+                self._marks.holes.pop(tp, None)  # the seek reads it again from the commit
 
     async def _seek(self, partition: Any, offset: int) -> None:
         """Seek on the consumer's own thread. Faust's ``_seek`` calls the Kafka client from the
@@ -159,7 +186,6 @@ class InOrderInput:
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         rewound: set[Any] = set()
-        fetched = self._marks.fetched
         async for tp, message in super().getmany(timeout):  # type: ignore[misc]
             if tp in rewound:
                 continue  # the rest of a fetch made before the seek below
@@ -190,8 +216,6 @@ class InOrderInput:
                 )  # fmt: skip
                 await self.seek(tp, back)  # type: ignore[attr-defined]
                 continue
-            if offset < fetched.get(tp, offset + 1):
-                fetched[tp] = offset
             yield tp, message
 
     # -- what the agent was handed --------------------------------------------------------------------
@@ -201,6 +225,15 @@ class InOrderInput:
         hole = self._marks.holes.get(tp)
         return hole is not None and offset > hole.start
 
+    def refused(self, message: Any) -> bool:
+        """True: ``message`` was refused when it was handed over (``delivered``): drop it."""
+        return message in self._marks.refused
+
+    def on_handed_over(self, message: Any) -> None:
+        """The stream hands ``message`` to the agent (the sensor): remember it when it is refused."""
+        if not self.delivered(message.tp, message.offset):
+            self._marks.refused.add(message)
+
     def has_hole(self, tp: Any) -> bool:
         return tp in self._marks.holes
 
@@ -209,10 +242,11 @@ class InOrderInput:
         expected = self._marks.expected.get(tp)
         return expected if expected is not None else getattr(self, "_committed_offset", {}).get(tp)
 
-    def delivered(self, tp: Any, offset: int) -> None:
-        """A record of ``tp`` at ``offset`` is handed to the agent."""
+    def delivered(self, tp: Any, offset: int) -> bool:
+        """A record of ``tp`` at ``offset`` is handed to the agent. False: refused (it lies past an
+        open hole, or its partition was not sought to its commit yet): it is dropped and read again."""
         if tp.topic not in self.input_topics:
-            return
+            return True
         marks = self._marks
         hole = marks.holes.get(tp)
         if hole is not None:
@@ -230,22 +264,21 @@ class InOrderInput:
                 )  # fmt: skip
                 del marks.holes[tp]
             else:
-                return
+                return offset < hole.start  # below the hole: read again from a seek, in order
             marks.expected[tp] = offset + 1
-            return
+            return True
         want = marks.expected.get(tp)
         if want is None:
-            # the first record handed over: the committed offset, or with none yet (a partition this
-            # group never committed) the first offset the client fetched: the records before the
-            # first commit are the easiest to drop unseen (measured: whole early ranges of partitions
-            # that were still empty at the group's first start)
-            committed = getattr(self, "_committed_offset", {}).get(tp)
-            want = committed if committed else marks.fetched.get(tp)
-            log.info(
-                "input %s[%d]: first record handed over since the assignment: %d (committed %s, first fetched %s)",
-                tp.topic, tp.partition, offset, committed, marks.fetched.get(tp),
-            )  # fmt: skip
-        if want is not None and offset > want and not _covered(self._gap[tp], want, offset):
+            # fetched from where the client was before the seek to the group's commit (which Faust
+            # may not know yet): the seek reads it again
+            if tp not in marks.unsought:
+                marks.unsought.add(tp)
+                log.info(
+                    "input %s[%d]: record %d handed over before the seek to the committed offset: read again",
+                    tp.topic, tp.partition, offset,
+                )  # fmt: skip
+            return False
+        if offset > want and not _covered(self._gap[tp], want, offset):
             marks.holes[tp] = _Hole(want, offset, time.monotonic())
             metrics.DELIVERY_GAPS.labels(topic=tp.topic).inc()
             log.info(  # expected at a start or rebalance: counted in socrec_consumer_delivery_gaps_total
@@ -254,8 +287,9 @@ class InOrderInput:
                 tp.topic, tp.partition, offset, want - 1, want, offset - 1, want,
             )  # fmt: skip
             asyncio.ensure_future(self._seek_to_hole(tp, want))
-            return
+            return False
         marks.expected[tp] = offset + 1
+        return True
 
     async def _seek_to_hole(self, tp: Any, offset: int) -> None:
         try:
@@ -341,21 +375,23 @@ class DeliverySensor(faust.Sensor):
         self._consumer = consumer
 
     def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
-        delivered = getattr(self._consumer(), "delivered", None)
-        if delivered is not None:
-            delivered(tp, offset)
+        handed_over = getattr(self._consumer(), "on_handed_over", None)
+        if handed_over is not None:
+            handed_over(message)
 
 
 def drop_past_holes(consumer: Any, window: Sequence[faust.types.EventT]) -> Sequence[faust.types.EventT]:
-    """The window without the records past an open hole of their partition. Each dropped record keeps
-    one extra reference, so the stream's ack never acknowledges it (it is delivered again)."""
+    """The window without the records refused when they were handed over, and those past an open
+    hole of their partition. Each dropped record keeps one extra reference, so the stream's ack never
+    acknowledges it (it is delivered again)."""
     below = getattr(consumer, "hole_below", None)
-    if below is None:
+    refused = getattr(consumer, "refused", None)
+    if below is None or refused is None:
         return window
     keep = []
     for ev in window:
         m = ev.message
-        if below(m.tp, m.offset):
+        if refused(m) or below(m.tp, m.offset):
             m.incref()
         else:
             keep.append(ev)
