@@ -6,7 +6,8 @@ none of the embedded broker's workarounds runs. Each ``False`` below names the d
 embedded Tansu (0.6, memory storage) that a workaround exists for:
 
 - ``durable``: the log survives a broker restart. Tansu keeps it in memory, so a restart comes
-  back empty under the consumers' positions (the offsets guard resumes such partitions).
+  back empty under the consumers' positions (the offsets guard resumes such partitions), and
+  replay is idempotent on event ids rather than exact on offsets.
 - ``exact_log_end``: ListOffsets(latest) is the true log end. Tansu answers the start of the
   last record batch + 1, so changelog recovery would drop that batch's tail (changelog fences).
 - ``prompt_fetch``: a fetch returns as soon as data is there. Tansu holds it for its whole max
@@ -44,6 +45,14 @@ class BrokerCapabilities:
     @property
     def needs_changelog_fences(self) -> bool:
         return not self.exact_log_end
+
+    @property
+    def exact_replay(self) -> bool:
+        """An input offset names one record for good (the log never restarts at 0 under the worker),
+        so the worker passes each event's position and a replay is exact on offsets
+        (``socrec_online.service.state.replayed``); on a broker that loses its logs the same offset
+        names another record afterwards, and applied event ids decide instead."""
+        return self.durable
 
 
 APACHE_KAFKA = BrokerCapabilities(

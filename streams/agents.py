@@ -9,7 +9,7 @@ into bigger batches first (``streams.catchup``).
 Failure policy: the handler dead-letters bad records itself; any exception that reaches the agent
 is a bug or an infrastructure fault, so the agent crashes the worker (``CrashingSupervisor``)
 instead of dying quietly, and at-least-once delivery replays the unacknowledged batch on restart
-(the engine is idempotent on event ids).
+(the engine is idempotent: state.replayed, or event ids on a broker that loses its logs).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def register_agent(
                     # take_events acks the whole buffer in a ``finally`` even when the batch failed or
                     # was cancelled (SIGTERM mid-batch), and the shutdown then commits those offsets:
                     # the batch would be lost. One extra reference per event keeps them uncommitted,
-                    # so the restart replays them (the engine is idempotent on event ids).
+                    # so the restart replays them (the engine is idempotent: state.replayed).
                     for ev in batch:
                         ev.message.incref()
                     raise

@@ -30,12 +30,13 @@ import faust
 
 from socrec_online import metrics
 from socrec_online.api.reads import NotReady
-from socrec_online.events import Click, Comment, Event, ItemPublished, Like
+from socrec_online.events import Click, Comment, Event, ItemPublished, Like, key_of
 from socrec_online.health import set_os_thread_name
 from socrec_online.service.decode import DeadLetterReason
 from socrec_online.service.heap import freeze_long_lived
 from socrec_online.service.protocols import WorkerEngine
 from socrec_online.service.remote import Encoded, RemoteEngine
+from socrec_online.service.state import Position
 from socrec_online.settings import Settings
 from streams.breaker import Breaker, Item
 from streams.decoding import DeadLetters, decode_batch
@@ -277,6 +278,19 @@ class Pipeline:
                 released.append(origin)
         return ready, ready_origins, released
 
+    def _positions(self, events: list[Event], origins: list[Origin]) -> list[Position | None]:
+        """Where each event was read, with the offsets of its key's events held below it on that
+        partition (``socrec_online.service.state.replayed``: what makes a replay exact)."""
+        held: dict[tuple[str, int, str], list[int]] = {}
+        for d in self._deferred:
+            o = d.origin
+            held.setdefault((o.topic, o.partition, key_of(d.event)), []).append(o.offset)
+        out: list[Position | None] = []
+        for ev, o in zip(events, origins, strict=True):
+            below = held.get((o.topic, o.partition, key_of(ev)), ())
+            out.append((f"{o.topic}/{o.partition}", o.offset, tuple(h for h in below if h < o.offset)))
+        return out
+
     async def _apply(self, events: list[Event], origins: list[Origin]) -> _Outputs:
         events, origins, released = self._hold_unknown(events, origins)
         work = _Outputs(events, origins, released)
@@ -288,10 +302,12 @@ class Pipeline:
             work.origins = [origins[i] for i in order]
             # One call per batch: learn, score the touched users, answer the queries (the engine
             # may live in another process, so this is one round trip).
-            # No positions: exact replay on offsets (state.replayed) needs every key's records in offset
-            # order, and after an assignment the consumer can hand over records past the commit before
-            # it seeks back to it (docs/architecture.md); applied event ids decide instead.
-            items: list[Item] = [(ev, None) for ev in work.events]
+            # Positions make a replay exact on offsets (state.replayed; per partition the agent is
+            # handed records in offset order from the commit: streams/delivery.py); where offsets can
+            # name other records later (a broker that loses its logs), applied event ids decide.
+            exact = self.settings.broker_caps.exact_replay
+            at = self._positions(work.events, work.origins) if exact else [None] * len(work.events)
+            items: list[Item] = list(zip(work.events, at, strict=True))
             work.result, work.failed = await self.breaker.run(items)
         return work
 

@@ -3,10 +3,11 @@
 One table per concern, keyed like the topic that writes it, so a key is only ever written by
 the partition that owns it: ``social`` (follower user id, from ``follows``), ``items`` (item
 id, from ``items``), ``activity`` (user id, from clicks/likes/comments/profiles/queries).
-Values are plain JSON dicts and carry the last event ids applied (``SOCREC_DEDUP_IDS_PER_KEY``),
-which is what makes a replay after a crash change nothing. They can also carry, per input partition,
-the last offset applied and the held offsets below it (``replayed``: exact in constant space), when
-the caller passes each event's position; the worker does not yet (docs/reliability.md says why). Everything else the engine holds
+Values are plain JSON dicts and carry, per input partition, the last offset applied and the held
+offsets below it (``replayed``: exact in constant space), which is what makes a replay after a crash
+change nothing when the caller passes each event's position (the worker does, on a broker whose
+offsets name one record for good); and the last event ids applied (``SOCREC_DEDUP_IDS_PER_KEY``),
+which decide for events without a position. Everything else the engine holds
 (embeddings, popularity, the ANN index) is derived from these and rebuilt by ``restore``.
 """
 
