@@ -1,7 +1,7 @@
 """Input records reach the engine once each, in offset order, and no commit passes one that was not
 applied: the consumer side of issue #6 (crash recovery) and #7 (rebalances).
 
-Faust's read marks, stream queues and commit rule leave four ways to skip or reorder an input
+Faust's read marks, stream queues and commit rule leave five ways to skip or reorder an input
 record; :class:`InOrderInput` and :class:`CommitBelowHeld` close them, on any broker, as mixins over
 Faust's consumer (:func:`harden_consumer`):
 
@@ -31,14 +31,14 @@ Faust's consumer (:func:`harden_consumer`):
   (``socrec_online.service.state.replayed``) took them for re-reads (``socrec bench reliability``
   lost 120 events). Until ``perform_seek`` has sought an input partition to its commit (or the log
   start) and set the offset it expects from there, every record of it is refused.
+- *A partition never committed.* Faust leaves it to the client's reset, which on the embedded broker
+  started one at offset 514 of a log starting at 0: ``perform_seek`` reads it from 0.
+- *A held record committed over.* See :class:`CommitBelowHeld`.
 
 Whether a record reaches the agent is decided when it is handed over (``delivered``): one refused
 then, or past an open hole, is dropped from the window, even when the records before it came again
 in the same window; so per partition the agent sees offsets in order from the commit, never one past
 a record it was not handed (a partition can go back, to the commit after a seek: re-reads).
-- *A partition never committed.* Faust leaves it to the client's reset, which on the embedded broker
-  started one at offset 514 of a log starting at 0: ``perform_seek`` reads it from 0.
-- *A held record committed over.* See :class:`CommitBelowHeld`.
 
 Records read twice change nothing (``socrec_online.service.state.replayed``, or event ids where
 the worker passes no positions), and a worker process drops what it handled already
@@ -48,6 +48,7 @@ the worker passes no positions), and a worker process drops what it handled alre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -83,6 +84,7 @@ class _Hole(NamedTuple):
     start: int  # the first offset the agent was not handed
     trigger: int  # the record that showed the hole
     since: float  # time.monotonic() when it opened
+    seeks: int  # seeks of the partition done when it opened (``InOrderInput.on_handed_over``)
 
 
 @dataclass
@@ -118,6 +120,8 @@ class InOrderInput:
         super().__init__(*args, **kwargs)
         self._marks = _Marks()
         self._jumped_at: dict[Any, int] = {}  # the read mark a jump was read again from, per partition
+        self._seeks: dict[Any, int] = {}  # seeks done per partition
+        self._fetched_after: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()  # seeks then
 
     # -- a rebalance: seek, stop and resume -------------------------------------------------------
 
@@ -172,6 +176,7 @@ class InOrderInput:
         ``Consumer.seek`` (this module's, the offsets and recovery guards') goes through here."""
         thread = self._thread
         await thread.call_thread(thread.seek, partition, offset)
+        self._seeks[partition] = self._seeks.get(partition, 0) + 1
 
     # -- what the client fetched --------------------------------------------------------------------
 
@@ -216,6 +221,8 @@ class InOrderInput:
                 )  # fmt: skip
                 await self.seek(tp, back)  # type: ignore[attr-defined]
                 continue
+            with contextlib.suppress(TypeError):  # a message with no weak references: not known
+                self._fetched_after[message] = self._seeks.get(tp, 0)
             yield tp, message
 
     # -- what the agent was handed --------------------------------------------------------------------
@@ -231,7 +238,7 @@ class InOrderInput:
 
     def on_handed_over(self, message: Any) -> None:
         """The stream hands ``message`` to the agent (the sensor): remember it when it is refused."""
-        if not self.delivered(message.tp, message.offset):
+        if not self.delivered(message.tp, message.offset, self._fetched_after.get(message)):
             self._marks.refused.add(message)
 
     def has_hole(self, tp: Any) -> bool:
@@ -242,9 +249,10 @@ class InOrderInput:
         expected = self._marks.expected.get(tp)
         return expected if expected is not None else getattr(self, "_committed_offset", {}).get(tp)
 
-    def delivered(self, tp: Any, offset: int) -> bool:
+    def delivered(self, tp: Any, offset: int, seeks: int | None = None) -> bool:
         """A record of ``tp`` at ``offset`` is handed to the agent. False: refused (it lies past an
-        open hole, or its partition was not sought to its commit yet): it is dropped and read again."""
+        open hole, or its partition was not sought to its commit yet): it is dropped and read again.
+        ``seeks``: the partition's seeks done when the record was fetched (None: not known)."""
         if tp.topic not in self.input_topics:
             return True
         marks = self._marks
@@ -252,9 +260,10 @@ class InOrderInput:
         if hole is not None:
             if offset == hole.start:
                 del marks.holes[tp]  # the hole's first record: in order again
-            elif offset == hole.trigger:
-                # handed over again after the seek, with nothing before it: the log has no records
-                # there (e.g. transaction markers at a committed offset)
+            elif offset == hole.trigger and (seeks is None or seeks > hole.seeks):
+                # fetched again after the seek, with nothing before it: the log has no records there
+                # (e.g. transaction markers at a committed offset); a copy fetched before the seek
+                # and queued says nothing
                 log.info("input %s[%d]: no records at %d-%d in the log", tp.topic, tp.partition, hole.start, offset - 1)
                 del marks.holes[tp]
             elif offset > hole.start and time.monotonic() - hole.since > HOLE_GIVE_UP_S:
@@ -279,7 +288,7 @@ class InOrderInput:
                 )  # fmt: skip
             return False
         if offset > want and not _covered(self._gap[tp], want, offset):
-            marks.holes[tp] = _Hole(want, offset, time.monotonic())
+            marks.holes[tp] = _Hole(want, offset, time.monotonic(), self._seeks.get(tp, 0))
             metrics.DELIVERY_GAPS.labels(topic=tp.topic).inc()
             log.info(  # expected at a start or rebalance: counted in socrec_consumer_delivery_gaps_total
                 "input %s[%d]: record %d handed over after %d (offsets %d-%d dropped before the agent): "

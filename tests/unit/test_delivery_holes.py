@@ -181,3 +181,24 @@ def test_input_partitions_never_committed_are_read_from_their_beginning() -> Non
     c._committed_offset = {done: 5, fresh: None, other: None}
     asyncio.run(c.perform_seek())
     assert c.seeks == [(None, -1), (fresh, 0)]
+
+
+def test_a_copy_of_the_record_that_opened_a_hole_fetched_before_the_seek_does_not_close_it() -> None:
+    """Only the record fetched again after the seek back, with nothing before it, says the log has
+    nothing there; a copy queued from before the seek would let it reach the agent before the hole's
+    records."""
+    c = consumer(hardened=True)
+    sought(c, 5)
+    hand_over(c, 5)
+    seeks = c._seeks.get(CLICKS, 0)
+
+    async def go() -> list[bool]:
+        out = [c.delivered(CLICKS, 9, seeks)]  # 6-8 dropped before the agent: a hole, sought back
+        out.append(c.delivered(CLICKS, 9, seeks))  # a second copy, fetched before the seek back
+        out.append(c.has_hole(CLICKS))
+        out.append(c.delivered(CLICKS, 9, seeks + 1))  # fetched after it, with nothing before it
+        await asyncio.sleep(0)  # the scheduled seek runs (and fails: the consumer never started)
+        return out
+
+    assert asyncio.run(go()) == [False, False, True, True]
+    assert not c.has_hole(CLICKS)

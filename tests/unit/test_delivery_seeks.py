@@ -169,6 +169,7 @@ def test_a_seek_runs_on_the_consumer_thread_not_the_callers() -> None:
         def __init__(self) -> None:  # no Faust app: only the seek path is exercised
             self._thread = Thread()
             self._read_offset = {}
+            self._seeks = {}
             self.log = SimpleNamespace(dev=lambda *a: None)
 
     c = Consumer()
