@@ -14,7 +14,7 @@ import orjson
 from socrec_online.events import Click, Event, to_dict
 from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
-from streams.agents import Pipeline
+from streams.pipeline import Pipeline
 
 PARTS = 4
 TS = 1_700_000_000.25
