@@ -109,7 +109,7 @@ class Pipeline:
         self._tail: asyncio.Future[None] | None = None  # the previous batch's outputs, in flight
         self.breaker = Breaker(settings.breaker_failures, self._step, self._rebuild)
         self.shared: Any | None = None  # streams.mirror.StateMirror: the other workers' state
-        # is the items partition of this item id still behind? (streams.delivery.items_behind)
+        # is the items partition of this item id still behind? (streams.items_behind)
         self.items_behind: Callable[[str], bool] = lambda _item: False
         # told of every payload published (the read API's cache of latest lists, streams/api.py)
         self.on_publish: Callable[[Sequence[Encoded]], None] | None = None

@@ -36,7 +36,8 @@ from streams.agents import register_agent
 from streams.api import api_server
 from streams.app import create_app
 from streams.catchup import CatchUp
-from streams.delivery import harden_consumer, items_behind
+from streams.delivery import harden_consumer
+from streams.items_behind import items_behind
 from streams.liveness import install_health_route, install_ready_route, install_state_route
 from streams.offsets_guard import register_offsets_guard
 from streams.output import OutputProducer
