@@ -20,7 +20,7 @@ from typing import Any
 from socrec_online.settings import Settings
 from socrec_online.snapshot import current, new_version
 
-SWAP_EVERY_S = 10.0
+SWAP_EVERY_S = 5.0
 SWAP_TAIL_S = 1.0
 
 
