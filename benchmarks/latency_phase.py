@@ -193,6 +193,7 @@ async def latency_phase(
     finally:
         await asyncio.to_thread(worker.stop)
     fresh = list(found.values())
+    across, outside = swaps.split(sent_at, latencies)
     batches = final.get("socrec_batch_events_count", 0.0) - before.get("socrec_batch_events_count", 0.0)
     batch_events = final.get("socrec_batch_events_sum", 0.0) - before.get("socrec_batch_events_sum", 0.0)
     return {
@@ -205,7 +206,8 @@ async def latency_phase(
         "api_codes": {str(k): v for k, v in sorted(api_codes.items())},
         "served_models": served,
         "swaps": swaps.report(),
-        "latency_across_swaps_s": swaps.across(sent_at, latencies),
+        "latency_across_swaps_s": across,
+        "latency_outside_swaps_s": outside,
         "freshness_s": fresh,
         "probes": len(probe_items),
         "probes_missed": len(probe_items) - len(found),

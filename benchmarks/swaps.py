@@ -63,10 +63,14 @@ class Swaps:
     def windows(self) -> list[tuple[float, float]]:
         return [(t, self.served_at[v] + SWAP_TAIL_S) for v, t in self.announced.items() if v in self.served_at]
 
-    def across(self, sent_at: list[float], latencies: list[float]) -> list[float]:
-        """Latencies of the events sent inside a swap window."""
+    def split(self, sent_at: list[float], latencies: list[float]) -> tuple[list[float], list[float]]:
+        """Latencies of the events sent inside a swap window, and of the others."""
         wins = self.windows()
-        return [lat for ts, lat in zip(sent_at, latencies, strict=True) if any(a <= ts <= b for a, b in wins)]
+        inside: list[float] = []
+        outside: list[float] = []
+        for ts, lat in zip(sent_at, latencies, strict=True):
+            (inside if any(a <= ts <= b for a, b in wins) else outside).append(lat)
+        return inside, outside
 
     def report(self) -> dict[str, Any]:
         return {
