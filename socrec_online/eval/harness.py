@@ -60,6 +60,8 @@ class ModelSpec:
     dim: int = 128
     n_layers: int = 2
     tau: float = 0.1
+    taus: tuple[float, ...] = ()  # more than one: train one model per temperature, keep the best on valid
+    graph_half: bool = True  # fused: a graph-only half mixed in by validation (models/fusion.py)
     loss: str = "softmax"
     epochs: int = 100
     lr: float = 5e-3
@@ -114,18 +116,23 @@ def run_model(
     loss = spec.loss
     if kind == "additive" and loss == "softmax":
         loss = "bce"  # the additive formula's user term cancels inside a per-user softmax
-    mcfg = RecommenderConfig(
-        n_users=ds.n_users,
-        n_items=ds.n_items,
-        kind=kind,  # type: ignore[arg-type]
-        dim=spec.dim,
-        text_dim=text_dim,
-        n_layers=spec.n_layers,
-        social_weight=spec.social_weight,
-        weighting=spec.weighting,  # type: ignore[arg-type]
-        tau=spec.tau,
-        text_in_graph=spec.text_in_graph and kind == "fused",
-    )
+
+    def fit_at(tau: float) -> Any:
+        mcfg = RecommenderConfig(
+            n_users=ds.n_users,
+            n_items=ds.n_items,
+            kind=kind,  # type: ignore[arg-type]
+            dim=spec.dim,
+            text_dim=text_dim,
+            n_layers=spec.n_layers,
+            social_weight=spec.social_weight,
+            weighting=spec.weighting,  # type: ignore[arg-type]
+            tau=tau,
+            text_in_graph=spec.text_in_graph and kind == "fused",
+            graph_half=spec.graph_half and kind == "fused",
+        )
+        return fit(ds, split, mcfg, tcfg, item_text=item_text if needs_text else None, encode=encode)
+
     tcfg = TrainConfig(
         epochs=spec.epochs,
         loss=loss,  # type: ignore[arg-type]
@@ -138,13 +145,19 @@ def run_model(
         device=device,
         progress=progress,
     )
-    fitted = fit(ds, split, mcfg, tcfg, item_text=item_text if needs_text else None, encode=encode)
+    fitted, tau_search = select_tau(fit_at, spec.taus or (spec.tau,))
     secs = time.perf_counter() - t0
     model = fitted.model
     with torch.no_grad():
         uv, iv = model.full_vectors(fitted.graph, fitted.item_text.to(device), fitted.interest.to(device))
         m = test_metrics(lambda ub: model.score_many(uv[ub], iv), split, device=device)
     r = fitted.result
+    mcfg = model.cfg
+    extra: dict[str, Any] = {"tau": mcfg.tau}
+    if len(tau_search) > 1:
+        extra["valid_ndcg@10_by_tau"] = tau_search
+    if mcfg.halved:
+        extra["text_mix"] = mcfg.text_mix
     return {
         **m,
         "train_seconds": secs,
@@ -152,5 +165,21 @@ def run_model(
         "epochs_run": r.epochs_run,
         "stopped": r.stopped,
         "valid_ndcg@10": r.best_valid.get("ndcg@10"),
+        **extra,
         "config": {"model": vars(mcfg) | {}, "train": vars(replace(tcfg, progress=False))},
     }
+
+
+def select_tau(fit_at: Callable[[float], Any], taus: tuple[float, ...]) -> tuple[Any, dict[str, float]]:
+    """Train at each softmax temperature and keep the model with the best valid NDCG@10.
+
+    The temperature is what a recipe tuned on one dataset gets most wrong on another (docs/quality.md):
+    it is chosen on each dataset's validation part, never on its test part."""
+    best, by_tau = None, {}
+    for tau in taus:
+        fitted = fit_at(tau)
+        by_tau[f"{tau:g}"] = float(fitted.result.best_valid.get("ndcg@10", -1.0))
+        if best is None or by_tau[f"{tau:g}"] > float(best.result.best_valid.get("ndcg@10", -1.0)):
+            best = fitted
+    assert best is not None, "no temperature to try"
+    return best, by_tau

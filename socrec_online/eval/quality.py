@@ -77,12 +77,23 @@ def print_table(result: dict[str, Any]) -> None:
     for k in KEYS:
         t.add_column(k, justify="right")
     t.add_column("train s", justify="right")
+    t.add_column("chosen on valid")
     for name, m in result["models"].items():
-        t.add_row(name, *(f"{m[k]:.4f}" for k in KEYS), f"{m['train_seconds']:.1f}")
+        t.add_row(name, *(f"{m[k]:.4f}" for k in KEYS), f"{m['train_seconds']:.1f}", chosen_on_valid(m))
     for name, m in result.get("published_recbole_gnn", {}).items():
         t.add_row(f"[dim]{name} (published)[/dim]", f"{m['recall@10']:.4f}", f"{m['ndcg@10']:.4f}", f"{m['hr@10']:.4f}",
-                  "", "", "")
+                  "", "", "", "")
     Console().print(t)
+
+
+def chosen_on_valid(m: dict[str, Any]) -> str:
+    """What validation picked for a trained model: its temperature, and the text half's share."""
+    parts = []
+    if "tau" in m:
+        parts.append(f"tau {m['tau']:g}")
+    if "text_mix" in m:
+        parts.append(f"text mix {m['text_mix']:g}")
+    return ", ".join(parts)
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> None:
@@ -91,4 +102,4 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
     p.write_text(json.dumps(result, indent=2, default=str))
 
 
-__all__ = ["KEYS", "print_table", "run_quality", "write_json"]
+__all__ = ["KEYS", "chosen_on_valid", "print_table", "run_quality", "write_json"]

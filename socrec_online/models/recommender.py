@@ -43,12 +43,26 @@ class RecommenderConfig:
     tau: float = 0.1
     text_in_graph: bool = False  # also add W_g·text to the items' layer-0 input (text propagates to users)
     init_std: float = 0.1
+    graph_half: bool = False  # kind "fused": a graph-only half beside the fused one (models/fusion.py)
+    text_mix: float = 1.0  # the fused half's share of the score, picked on validation (graph_half only)
+
+    @property
+    def halved(self) -> bool:
+        return self.graph_half and self.kind == "fused"
+
+    @property
+    def emb_dim(self) -> int:
+        """Width of the ID embeddings and of the LightGCN layers (both halves when halved)."""
+        return 2 * self.dim if self.halved else self.dim
 
     def gnn(self) -> SocialGNNConfig:
         return SocialGNNConfig(n_layers=self.n_layers, social_weight=self.social_weight, weighting=self.weighting)
 
     def fusion(self) -> FusionConfig:
-        return FusionConfig(kind=self.kind, dim=self.dim, text_dim=self.text_dim, tau=self.tau)
+        return FusionConfig(
+            kind=self.kind, dim=self.dim, text_dim=self.text_dim, tau=self.tau, graph_half=self.graph_half,
+            text_mix=self.text_mix,
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RecommenderConfig:
@@ -63,8 +77,8 @@ class FusedRecommender(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.uses_graph = cfg.kind != "text"
-        self.user_emb = nn.Parameter(torch.randn(cfg.n_users, cfg.dim) * cfg.init_std)  # (U, d)
-        self.item_emb = nn.Parameter(torch.randn(cfg.n_items, cfg.dim) * cfg.init_std)  # (I, d)
+        self.user_emb = nn.Parameter(torch.randn(cfg.n_users, cfg.emb_dim) * cfg.init_std)  # (U, d)
+        self.item_emb = nn.Parameter(torch.randn(cfg.n_items, cfg.emb_dim) * cfg.init_std)  # (I, d)
         self.text_in = nn.Linear(cfg.text_dim, cfg.dim, bias=False) if cfg.text_in_graph else None
         if self.text_in is not None:
             nn.init.normal_(self.text_in.weight, std=cfg.init_std / cfg.text_dim**0.5)
@@ -79,11 +93,12 @@ class FusedRecommender(nn.Module):
         u = self.user_emb[: min(n_users, cfg.n_users)]
         i = self.item_emb[: min(n_items, cfg.n_items)]
         if n_users > cfg.n_users:
-            u = torch.cat([u, u.new_zeros(n_users - cfg.n_users, cfg.dim)])
+            u = torch.cat([u, u.new_zeros(n_users - cfg.n_users, cfg.emb_dim)])
         if n_items > cfg.n_items:
-            i = torch.cat([i, i.new_zeros(n_items - cfg.n_items, cfg.dim)])
+            i = torch.cat([i, i.new_zeros(n_items - cfg.n_items, cfg.emb_dim)])
         if self.text_in is not None and item_text is not None:
-            i = i + self.text_in(item_text[:n_items].to(dev))
+            t = self.text_in(item_text[:n_items].to(dev))  # (I, d): into the fused half only
+            i = i + (torch.cat([torch.zeros_like(t), t], dim=1) if cfg.halved else t)
         return torch.cat([u[:n_users], i[:n_items]])  # (N, d)
 
     def propagate(self, graph: InteractionGraph, item_text: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -113,6 +128,20 @@ class FusedRecommender(nn.Module):
 
     def score_many(self, user_vecs: Tensor, item_vecs: Tensor) -> Tensor:
         return self.head.score_many(user_vecs, item_vecs)  # (B, C) logits (monotone in sigmoid)
+
+    def part_views(self) -> list[tuple[str, dict[str, Tensor]]]:
+        """The independently trained parts' weights as views: ``whole``, or ``graph`` and ``fused`` halves."""
+        whole = dict(self.state_dict(keep_vars=True))
+        if not self.cfg.halved:
+            return [("whole", whole)]
+        d = self.cfg.dim
+        graph = {"user_emb": self.user_emb[:, :d], "item_emb": self.item_emb[:, :d]}
+        return [("graph", graph), ("fused", whole | {"user_emb": self.user_emb[:, d:], "item_emb": self.item_emb[:, d:]})]
+
+    def set_text_mix(self, alpha: float) -> None:
+        """The fused half's share of the score (a halved model; see ``models/fusion.py``)."""
+        self.head.set_text_mix(alpha)
+        self.cfg.text_mix = float(alpha)
 
     @torch.no_grad()
     def rank(

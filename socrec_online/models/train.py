@@ -13,7 +13,6 @@ is <= 0 (panned in a comment) is not a positive, and the interest vector is serv
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,10 +27,14 @@ from torch import Tensor
 from socrec_online.data.base import Dataset, Interactions
 from socrec_online.eval.metrics import evaluate_full_ranking
 from socrec_online.eval.splits import Split
+from socrec_online.models.early_stop import Keeper
 from socrec_online.models.gnn import InteractionGraph, build_graph
 from socrec_online.models.recommender import FusedRecommender, RecommenderConfig
 
 LossKind = Literal["softmax", "infonce", "bce", "bpr"]
+
+TEXT_MIX_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""The text half's shares a halved model is validated at (0: graph only, 1: the fused half only)."""
 
 
 @dataclass
@@ -208,19 +211,35 @@ def train_recommender(
     pu = torch.as_tensor(train.user, dtype=torch.long)
     pi = torch.as_tensor(train.item, dtype=torch.long)
 
-    def evaluate() -> dict[str, float]:
-        model.eval()
+    halved = model.cfg.halved
+    if halved:
+        model.set_text_mix(0.5)  # both halves learn; the mix is picked on validation below
+
+    def evaluate_mix() -> dict[str, float]:
         with torch.no_grad():
             uv, iv = model.full_vectors(graph, item_text, interest)
-            m = evaluate_full_ranking(
+            return evaluate_full_ranking(
                 lambda ub: model.score_many(uv[ub], iv), nu, ni, (split.train,), split.valid, device=dev
             )
+
+    def evaluate_at(alpha: float | None) -> dict[str, float]:
+        """Valid metrics of the model, or of a halved model at text share ``alpha``."""
+        model.eval()
+        if alpha is not None:
+            model.set_text_mix(alpha)
+        m = evaluate_mix()
+        if alpha is not None:
+            model.set_text_mix(0.5)
         model.train()
         return m
 
-    best_state = copy.deepcopy(model.state_dict())
-    best: dict[str, float] = {"ndcg@10": -1.0}
-    best_epoch, bad, history = 0, 0, []
+    # each part stops on its own validation: alpha 0 scores the graph half alone, 1 the fused half
+    def views_of(i: int) -> Callable[[], dict[str, Tensor]]:
+        return lambda: model.part_views()[i][1]
+
+    keepers = [Keeper(name, views_of(i)) for i, (name, _) in enumerate(model.part_views())]
+    alphas: list[float | None] = [0.0, 1.0] if halved else [None]
+    history: list[dict[str, float]] = []
     stopped = "epochs"
     t0 = time.perf_counter()
     bar = None
@@ -239,23 +258,31 @@ def train_recommender(
             perm = torch.randperm(pu.numel(), generator=gen)
             batches = [perm[s : s + cfg.batch_pairs] for s in range(0, perm.numel(), cfg.batch_pairs)]
         for b in batches:
-            uv, iv = model.full_vectors(graph, item_text, interest)  # (U, k), (I, k)
+            uv_all, iv_all = model.full_vectors(graph, item_text, interest)  # (U, k), (I, k)
             if cfg.loss == "softmax":
                 assert pos is not None
                 bd = b.to(dev)
-                loss = softmax_loss(uv[bd], iv, model, pos[bd])
             else:
                 bu, bi = pu[b].to(dev), pi[b].to(dev)
+                neg = (
+                    torch.randint(0, ni, (cfg.n_neg,), generator=gen)
+                    if cfg.loss == "infonce"
+                    else torch.randint(0, ni, (bu.numel(), min(cfg.n_neg, 8)), generator=gen)
+                ).to(dev)
+            loss = uv_all.new_zeros(())
+            # a halved model's halves each learn on their own loss (an ensemble in one dot product)
+            for uv, iv in zip(model.head.halves(uv_all), model.head.halves(iv_all)):
+                if pos is not None:  # softmax
+                    loss = loss + softmax_loss(uv[bd], iv, model, pos[bd])
+                    continue
                 s_pos = pair_scores(model, uv[bu], iv[bi])  # (P,)
                 if cfg.loss == "infonce":
-                    neg = torch.randint(0, ni, (cfg.n_neg,), generator=gen).to(dev)
                     s_neg = model.score_many(uv[bu], iv[neg])  # (P, K) shared negatives
                 else:
-                    k = min(cfg.n_neg, 8)
-                    neg = torch.randint(0, ni, (bu.numel(), k), generator=gen).to(dev)
+                    k = neg.shape[1]
                     s_neg = pair_scores(model, uv[bu].unsqueeze(1).expand(-1, k, -1).reshape(-1, uv.shape[1]),
-                                         iv[neg.reshape(-1)]).reshape(-1, k)
-                loss = pair_loss(cfg.loss, s_pos, s_neg)
+                                        iv[neg.reshape(-1)]).reshape(-1, k)
+                loss = loss + pair_loss(cfg.loss, s_pos, s_neg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -263,30 +290,36 @@ def train_recommender(
         elapsed = time.perf_counter() - t0
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{total / max(len(batches), 1):.4f}", best_ndcg=f"{best['ndcg@10']:.4f}")
+            bar.set_postfix(loss=f"{total / max(len(batches), 1):.4f}", best_ndcg=f"{keepers[-1].best['ndcg@10']:.4f}")
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or elapsed > cfg.max_seconds:
-            m = evaluate()
+            m: dict[str, float] = {}
+            for keeper, alpha in zip(keepers, alphas):
+                mk = evaluate_at(alpha)
+                keeper.offer(mk, epoch)
+                m |= mk if keeper is keepers[-1] else {f"{keeper.name}_ndcg@10": mk["ndcg@10"]}
             m["epoch"] = float(epoch)
             m["loss"] = total / max(len(batches), 1)
             m["seconds"] = time.perf_counter() - t0
             history.append(m)
             if on_eval is not None:
                 on_eval(epoch, m)
-            if m["ndcg@10"] > best["ndcg@10"]:
-                best, best_epoch, bad = m, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    stopped = "patience"
-                    break
+            if all(k.out_of_patience(cfg.patience) for k in keepers):
+                stopped = "patience"
+                break
             if elapsed > cfg.max_seconds:
                 stopped = "time"
                 break
     if bar is not None:
         bar.close()
-    model.load_state_dict(best_state)
+    for keeper in keepers:
+        keeper.restore()
+    best = keepers[-1].best
+    if halved:  # the text share that validates best, the halves at their own best epochs
+        best = max((evaluate_at(a) | {"text_mix": a} for a in TEXT_MIX_GRID), key=lambda r: r["ndcg@10"])
+        best |= {f"{k.name}_epoch": float(k.epoch) for k in keepers}
+        model.set_text_mix(best["text_mix"])
     model.eval()
+    best_epoch = max(k.epoch for k in keepers)
     return TrainResult(best_epoch, best, epoch, time.perf_counter() - t0, history, stopped)
 
 

@@ -23,14 +23,42 @@ _EVAL_OUT = typer.Option(None, "--out", help="Also write the metrics as JSON.")
 _SNAPSHOT_DIR = typer.Option(None, "--snapshot-dir", help="Default: SOCREC_SNAPSHOT_DIR.")
 
 
+AUTO_TAUS = (0.1, 0.2, 0.3)
+_TAU = typer.Option(
+    "auto", "--tau",
+    help="Softmax temperature of the cosine score: a number, a comma-separated list, or auto "
+    f"({','.join(map(str, AUTO_TAUS))}). With several, one model is trained per value and the one with the "
+    "best valid NDCG@10 is kept.",
+)
+_GRAPH_HALF = typer.Option(
+    True, "--graph-half/--no-graph-half",
+    help="fused: train a graph-only half beside the fused one and mix them by the share valid NDCG@10 picks.",
+)
+
+
+def parse_taus(text: str) -> tuple[float, ...]:
+    """``auto`` -> the default grid; ``0.2`` or ``0.1,0.3`` -> those values (each > 0)."""
+    if text.strip().lower() == "auto":
+        return AUTO_TAUS
+    try:
+        taus = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--tau takes numbers or auto, got {text!r}") from None
+    if not taus or any(not t > 0 for t in taus):
+        raise typer.BadParameter(f"--tau values must be > 0, got {text!r}")
+    return taus
+
+
 def _spec(
-    epochs: int, dim: int, layers: int, tau: float, loss: str, lr: float, text_in_graph: bool, max_seconds: float
+    epochs: int, dim: int, layers: int, tau: str, loss: str, lr: float, text_in_graph: bool, max_seconds: float,
+    graph_half: bool = True,
 ) -> object:
     from socrec_online.eval.harness import ModelSpec
 
+    taus = parse_taus(tau)
     return ModelSpec(
-        dim=dim, n_layers=layers, tau=tau, loss=loss, epochs=epochs, lr=lr, text_in_graph=text_in_graph,
-        max_seconds=max_seconds,
+        dim=dim, n_layers=layers, tau=taus[0], taus=taus, loss=loss, epochs=epochs, lr=lr,
+        text_in_graph=text_in_graph, max_seconds=max_seconds, graph_half=graph_half,
     )
 
 
@@ -56,10 +84,11 @@ def bench_quality_cmd(
     epochs: int = typer.Option(100, "--epochs", help="Max epochs (early stopping on valid NDCG@10)."),
     dim: int = typer.Option(128, "--dim", help="Embedding width (128 measured best on LastFM)."),
     layers: int = typer.Option(2, "--layers"),
-    tau: float = typer.Option(0.1, "--tau", help="Softmax temperature of the cosine score."),
+    tau: str = _TAU,
     loss: str = typer.Option("softmax", "--loss", help="softmax | infonce | bce | bpr"),
     lr: float = typer.Option(5e-3, "--lr"),
     text_in_graph: bool = typer.Option(False, "--text-in-graph/--no-text-in-graph"),
+    graph_half: bool = _GRAPH_HALF,
     max_seconds: float = typer.Option(540.0, "--max-seconds", help="Per-model training time budget."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -68,7 +97,7 @@ def bench_quality_cmd(
     from socrec_online.eval.quality import print_table, run_quality, write_json
 
     names = [m.strip() for m in models.split(",") if m.strip()]
-    spec = _spec(epochs, dim, layers, tau, loss, lr, text_in_graph, max_seconds)
+    spec = _spec(epochs, dim, layers, tau, loss, lr, text_in_graph, max_seconds, graph_half)
     res = run_quality(
         dataset, protocol, data_dir, split_dir, names, seed, spec, device=_device(), progress=progress  # type: ignore[arg-type]
     )
@@ -89,6 +118,7 @@ def evaluate_cmd(
     snapshot: Path | None = _SNAPSHOT,
     seed: int = _SEED,
     epochs: int = typer.Option(100, "--epochs"),
+    tau: str = _TAU,
     out: Path | None = _EVAL_OUT,
 ) -> None:
     """Evaluate one model (trained here on the split's train part) or one snapshot."""
@@ -97,7 +127,7 @@ def evaluate_cmd(
     if snapshot is not None:
         res = _evaluate_snapshot(snapshot, dataset, data_dir, protocol, split_dir, seed)
     else:
-        spec = _spec(epochs, 128, 2, 0.1, "softmax", 5e-3, False, 540.0)
+        spec = _spec(epochs, 128, 2, tau, "softmax", 5e-3, False, 540.0)
         res = run_quality(dataset, protocol, data_dir, split_dir, [model], seed, spec, device=_device())  # type: ignore[arg-type]
     print_table(res)
     if out is not None:
@@ -156,32 +186,37 @@ def train_cmd(
     epochs: int = typer.Option(100, "--epochs"),
     dim: int = typer.Option(128, "--dim", help="Embedding width (128 measured best on LastFM)."),
     layers: int = typer.Option(2, "--layers"),
-    tau: float = typer.Option(0.1, "--tau"),
+    tau: str = _TAU,
     loss: str = typer.Option("softmax", "--loss"),
     lr: float = typer.Option(5e-3, "--lr"),
     max_seconds: float = typer.Option(540.0, "--max-seconds"),
+    graph_half: bool = _GRAPH_HALF,
 ) -> None:
     """Train the fused model (early stopping on the valid part of the split) and save a snapshot."""
     import torch
 
     from socrec_online.data import load_dataset
-    from socrec_online.eval.harness import make_split, test_metrics
+    from socrec_online.eval.harness import make_split, select_tau, test_metrics
     from socrec_online.models.recommender import RecommenderConfig, save_recommender
     from socrec_online.models.text_cache import cache_name, load_item_text
-    from socrec_online.models.train import TrainConfig, fit
+    from socrec_online.models.train import Fitted, TrainConfig, fit
     from socrec_online.settings import get_settings
 
     s = get_settings()
     ds = load_dataset(dataset, data_dir, seed=seed)
     split = make_split(ds, protocol, seed, split_dir)
     item_text, _ = load_item_text(cache_name(dataset, data_dir), ds.item_text)
-    mcfg = RecommenderConfig(
-        n_users=ds.n_users, n_items=ds.n_items, kind="fused", dim=dim, text_dim=int(item_text.shape[1]),
-        n_layers=layers, tau=tau,
-    )
     tcfg = TrainConfig(epochs=epochs, loss=loss, lr=lr, seed=seed, device=_device(), max_seconds=max_seconds)  # type: ignore[arg-type]
-    fitted = fit(ds, split, mcfg, tcfg, item_text=item_text,
-                 encode=lambda t: load_item_text(cache_name(dataset, data_dir), t)[0])
+
+    def fit_at(t: float) -> Fitted:
+        mcfg = RecommenderConfig(
+            n_users=ds.n_users, n_items=ds.n_items, kind="fused", dim=dim, text_dim=int(item_text.shape[1]),
+            n_layers=layers, tau=t, graph_half=graph_half,
+        )
+        return fit(ds, split, mcfg, tcfg, item_text=item_text,
+                   encode=lambda x: load_item_text(cache_name(dataset, data_dir), x)[0])
+
+    fitted, by_tau = select_tau(fit_at, parse_taus(tau))
     model = fitted.model.cpu()  # score and save on cpu whatever it trained on
     with torch.no_grad():
         uv, iv = model.full_vectors(fitted.graph, fitted.item_text.cpu(), fitted.interest.cpu())
@@ -190,7 +225,9 @@ def train_cmd(
         "valid_ndcg@10": fitted.result.best_valid.get("ndcg@10"),
         "train_seconds": fitted.result.seconds,
         "best_epoch": fitted.result.best_epoch,
-    }
+        "tau": model.cfg.tau,
+        "valid_ndcg@10_by_tau": by_tau,
+    } | ({"text_mix": model.cfg.text_mix} if model.cfg.halved else {})
     root = snapshot_dir or s.snapshot_dir
     info = save_recommender(
         root, model, ds.users.all_ids, ds.items.all_ids, metrics,

@@ -63,6 +63,50 @@ def test_fused_training_beats_popularity(tiny) -> None:  # type: ignore[no-untyp
     assert fused["ndcg@10"] > 2 * pop["ndcg@10"], (fused, pop)
 
 
+def test_halved_fused_picks_text_mix_on_validation_and_serves_it(tiny, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The graph-only half and the fused half train side by side; the mix validation picks is never
+    worse on validation than the graph half alone, and a snapshot serves exactly that mix."""
+    from socrec_online.eval.metrics import evaluate_full_ranking
+    from socrec_online.models.train import TEXT_MIX_GRID
+
+    ds, split, text = tiny
+    mcfg = RecommenderConfig(n_users=ds.n_users, n_items=ds.n_items, kind="fused", dim=8, text_dim=16, graph_half=True)
+    fitted = fit(ds, split, mcfg, TrainConfig(epochs=20, batch_users=16, eval_every=5, patience=3, progress=False), text)
+    model = fitted.model
+    assert model.cfg.text_mix in TEXT_MIX_GRID and fitted.result.best_valid["text_mix"] == model.cfg.text_mix
+
+    def valid_ndcg(m: FusedRecommender) -> float:
+        with torch.no_grad():
+            uv, iv = m.full_vectors(fitted.graph, fitted.item_text, fitted.interest)
+        return evaluate_full_ranking(lambda ub: m.score_many(uv[ub], iv), split.n_users, split.n_items,
+                                     (split.train,), split.valid)["ndcg@10"]
+
+    chosen = valid_ndcg(model)
+    assert chosen == pytest.approx(fitted.result.best_valid["ndcg@10"])
+    info = save_recommender(tmp_path, model, ds.users.all_ids, ds.items.all_ids, {})
+    back, *_ = load_recommender(info.path)
+    assert back.cfg.text_mix == model.cfg.text_mix and back.user_emb.shape[1] == 16
+    assert valid_ndcg(back) == pytest.approx(chosen)
+    back.set_text_mix(0.0)  # the graph half alone
+    assert chosen >= valid_ndcg(back) - 1e-9
+    # each half came back with the weights of its own best validation, wherever the other peaked
+    hist = fitted.result.history
+    assert valid_ndcg(back) == pytest.approx(max(h["graph_ndcg@10"] for h in hist))
+    back.set_text_mix(1.0)
+    assert valid_ndcg(back) == pytest.approx(max(h["ndcg@10"] for h in hist))
+    # the serving path scores the halved model as training does, on the graph it grew event by event
+    back.set_text_mix(model.cfg.text_mix)
+    st = ServingState(back.eval(), ds.users.all_ids, ds.items.all_ids, item_text=text)
+    st.learn_interactions(ds.users.ids(split.train.user.tolist()), ds.items.ids(split.train.item.tolist()))
+    st.learn_follows(ds.users.ids(ds.social_src.tolist()), ds.users.ids(ds.social_dst.tolist()))
+    st.flush()
+    with torch.no_grad():
+        uv, iv = back.full_vectors(fitted.graph, fitted.item_text, fitted.interest)
+    assert torch.allclose(st.item_vectors(), iv, atol=1e-5)
+    users = torch.arange(10)
+    assert torch.allclose(st.user_vectors(users, fitted.interest[:10]), uv[:10], atol=1e-5)
+
+
 @pytest.mark.parametrize("loss", ["bpr", "bce", "infonce"])
 def test_pair_losses_decrease_and_learn(tiny, loss) -> None:  # type: ignore[no-untyped-def]
     """A falling loss is not enough: the trained model must rank the held-out items of each user's
