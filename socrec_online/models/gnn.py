@@ -277,9 +277,10 @@ class IncrementalPropagator:
         self.model = LightGCN(self.cfg)
         with torch.no_grad():
             self.layers = self.model.layers(x0, graph.normalized_csr(self.device))
-        self.out = torch.stack(self.layers).mean(0)
+        self.out = _layer_mean(self.layers)
         self._nu = graph.n_users
-        self.full_fraction = 0.05  # above this share of adjacency entries, recompute a layer with one spmm
+        # above this share of the adjacency's entries, a layer is one spmm: gathering costs ~10x more per entry
+        self.full_fraction = 0.1
 
     @property
     def user_embeddings(self) -> Tensor:
@@ -354,21 +355,28 @@ class IncrementalPropagator:
         nnz = max(int(rowptr[-1]), 1)
         for layer in range(1, self.cfg.n_layers + 1):
             if not full:
-                # entries the gather would touch; past a fraction of nnz one spmm is cheaper
+                changed = g.neighbours(changed, dev)  # the rows whose layer-`layer` value changes
+                # entries gathering them reads; past a fraction of nnz one spmm is cheaper
                 touched = int((rowptr[changed + 1] - rowptr[changed]).sum())
                 full = touched > self.full_fraction * nnz
-            if not full:
-                changed = g.neighbours(changed, dev)
             if full:  # most rows change: one sparse product beats gathering rows
                 self.layers[layer] = self.model.conv(self.layers[layer - 1], adj)
             else:
                 self.layers[layer][changed] = g.rows_times(changed, self.layers[layer - 1])
         if full:
             changed = torch.arange(n, device=dev)
-            self.out = torch.stack(self.layers).mean(0)
+            self.out = _layer_mean(self.layers)
         else:
             self.out[changed] = torch.stack([x[changed] for x in self.layers]).mean(0)
         return changed[changed < nu], changed[changed >= nu] - nu
+
+
+def _layer_mean(layers: list[Tensor]) -> Tensor:
+    """mean_l e^(l) (N, d), summed in place (stacking would copy every layer first)."""
+    out = layers[0].clone()
+    for x in layers[1:]:
+        out.add_(x)
+    return out.div_(len(layers))
 
 
 def build_graph(
