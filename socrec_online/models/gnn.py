@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.conv import LGConv
 
+from socrec_online.models.adjacency import GrowingCsr
+
 Weighting = Literal["binary", "log"]
 
 # torch marks sparse CSR as beta and warns on every construction; the adjacency we build is valid by construction
@@ -89,6 +91,8 @@ class InteractionGraph:
         self.n_items = int(n_items)
         self._ui = _EdgeStore()  # (user, item)
         self._uu = _EdgeStore()  # (min user, max user)
+        self._adj: GrowingCsr | None = None  # raw weights as CSR, patched with the edges changed since
+        self._changed: set[tuple[bool, int, int]] = set()  # (social, a, b) edges changed since the last Â
         self._csr: Tensor | None = None
         self._parts: tuple[Tensor, Tensor, Tensor] | None = None  # rowptr, col, val (normalised)
 
@@ -106,16 +110,18 @@ class InteractionGraph:
             return
         w = np.ones(users.shape[0], np.float64) if weights is None else np.asarray(weights, np.float64).reshape(-1)
         self.grow(int(users.max()) + 1, int(items.max()) + 1)
-        n_before = len(self._ui)
+        binary = self.cfg.weighting == "binary"
         for u, i, x in zip(users.tolist(), items.tolist(), w.tolist(), strict=True):
+            if not (binary and (u, i) in self._ui.slot):  # binary weights: a repeat changes nothing
+                self._changed.add((False, u, i))
             self._ui.add(u, i, max(float(x), 1e-6))
-        if len(self._ui) != n_before or self.cfg.weighting != "binary":
-            self._invalidate()  # binary weights: a repeated interaction changes nothing
+        self._stale()
 
     def remove_interactions(self, users: np.ndarray, items: np.ndarray) -> None:
         for u, i in zip(np.asarray(users).tolist(), np.asarray(items).tolist(), strict=True):
-            self._ui.remove(int(u), int(i))
-        self._invalidate()
+            if self._ui.remove(int(u), int(i)):
+                self._changed.add((False, int(u), int(i)))
+        self._stale()
 
     def add_social(self, src: np.ndarray, dst: np.ndarray) -> None:
         src = np.asarray(src, np.int64).reshape(-1)
@@ -123,17 +129,23 @@ class InteractionGraph:
         if src.size == 0:
             return
         self.grow(int(max(src.max(), dst.max())) + 1, self.n_items)
-        n_before = len(self._uu)
         for a, b in zip(src.tolist(), dst.tolist(), strict=True):
             if a != b and (min(a, b), max(a, b)) not in self._uu.slot:
                 self._uu.add(min(a, b), max(a, b), 1.0)
-        if len(self._uu) != n_before:
-            self._invalidate()
+                self._changed.add((True, min(a, b), max(a, b)))
+        self._stale()
 
     def remove_social(self, src: np.ndarray, dst: np.ndarray) -> None:
         for a, b in zip(np.asarray(src).tolist(), np.asarray(dst).tolist(), strict=True):
-            self._uu.remove(min(int(a), int(b)), max(int(a), int(b)))
-        self._invalidate()
+            key = (min(int(a), int(b)), max(int(a), int(b)))
+            if self._uu.remove(*key):
+                self._changed.add((True, *key))
+        self._stale()
+
+    def _stale(self) -> None:
+        """Edges changed: Â is patched from the raw adjacency at the next :meth:`normalized_csr`."""
+        if self._changed:
+            self._invalidate()
 
     def _invalidate(self) -> None:
         self._csr = None
@@ -165,25 +177,43 @@ class InteractionGraph:
         return torch.as_tensor(np.stack([src, dst])), torch.as_tensor(w, dtype=torch.float32)
 
     def normalized_csr(self, device: torch.device | str = "cpu") -> Tensor:
-        """Â = D^-1/2 A D^-1/2 as a torch sparse CSR (N, N); rows = destination nodes."""
+        """Â = D^-1/2 A D^-1/2 as a torch sparse CSR (N, N); rows = destination nodes.
+
+        Built once from the edge list, then patched with the edges changed since (a micro-batch
+        changes few edges: see ``models/adjacency.py``); a change touching over a quarter of
+        the entries rebuilds.
+        """
         if self._csr is None or self._csr.device != torch.device(device):
-            ei, w = self.edge_index()
-            n = self.n_nodes
-            src, dst, wn = ei[0].numpy(), ei[1].numpy(), w.numpy().astype(np.float64)
-            deg = np.bincount(dst, weights=wn, minlength=n)
-            dinv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-12)), 0.0)
-            val_np = dinv[src] * wn * dinv[dst]
-            # rows = destination, so Â @ x aggregates messages x_src into dst. Edges are unique by
-            # construction, so a stable sort by row is all a CSR needs (no coalesce pass); numpy's
-            # stable argsort is ~20x faster than torch's here.
-            order = np.argsort(dst, kind="stable")
-            rowptr = torch.zeros(n + 1, dtype=torch.long)
-            rowptr[1:] = torch.as_tensor(np.cumsum(np.bincount(dst, minlength=n)))
-            col = torch.as_tensor(src[order])
-            val = torch.as_tensor(val_np[order], dtype=torch.float32)
-            self._csr = torch.sparse_csr_tensor(rowptr, col, val, size=(n, n)).to(device)
+            adj = self._adj
+            if adj is None or 2 * len(self._changed) > adj.nnz // 4:
+                ei, w = self.edge_index()
+                adj = GrowingCsr(self.n_users, self.n_items, ei[0].numpy(), ei[1].numpy(), w.numpy())
+            else:
+                adj.grow(self.n_users, self.n_items)
+                a, b, wt = self._changed_weights()
+                adj.patch(a, b, wt)
+            self._adj = adj
+            self._changed.clear()
+            self._csr = adj.normalised(device)
             self._parts = (self._csr.crow_indices(), self._csr.col_indices(), self._csr.values())
         return self._csr
+
+    def _changed_weights(self) -> tuple[list[int], list[int], list[float]]:
+        """The changed edges as node pairs and their current weight (0: removed), as ``edge_index``."""
+        nu, binary = self.n_users, self.cfg.weighting == "binary"
+        a, b, w = [], [], []
+        for social, x, y in self._changed:
+            store = self._uu if social else self._ui
+            s = store.slot.get((x, y))
+            if social:
+                wt = self.cfg.social_weight if s is not None else 0.0
+            else:
+                cnt = float(store.cnt[s]) if s is not None else 0.0
+                wt = 0.0 if cnt <= 0 else 1.0 if binary else 1.0 + float(np.log(max(cnt, 1.0)))
+            a.append(x)
+            b.append(y if social else nu + y)
+            w.append(float(np.float32(wt)))  # edge_index's weights are float32 too
+        return a, b, w
 
     def neighbours(self, nodes: Tensor, device: torch.device | str = "cpu") -> Tensor:
         """Unique one-hop neighbours of ``nodes`` (unified ids), including the nodes themselves."""
@@ -247,9 +277,10 @@ class IncrementalPropagator:
         self.model = LightGCN(self.cfg)
         with torch.no_grad():
             self.layers = self.model.layers(x0, graph.normalized_csr(self.device))
-        self.out = torch.stack(self.layers).mean(0)
+        self.out = _layer_mean(self.layers)
         self._nu = graph.n_users
-        self.full_fraction = 0.05  # above this share of adjacency entries, recompute a layer with one spmm
+        # above this share of the adjacency's entries, a layer is one spmm: gathering costs ~10x more per entry
+        self.full_fraction = 0.1
 
     @property
     def user_embeddings(self) -> Tensor:
@@ -324,21 +355,28 @@ class IncrementalPropagator:
         nnz = max(int(rowptr[-1]), 1)
         for layer in range(1, self.cfg.n_layers + 1):
             if not full:
-                # entries the gather would touch; past a fraction of nnz one spmm is cheaper
+                changed = g.neighbours(changed, dev)  # the rows whose layer-`layer` value changes
+                # entries gathering them reads; past a fraction of nnz one spmm is cheaper
                 touched = int((rowptr[changed + 1] - rowptr[changed]).sum())
                 full = touched > self.full_fraction * nnz
-            if not full:
-                changed = g.neighbours(changed, dev)
             if full:  # most rows change: one sparse product beats gathering rows
                 self.layers[layer] = self.model.conv(self.layers[layer - 1], adj)
             else:
                 self.layers[layer][changed] = g.rows_times(changed, self.layers[layer - 1])
         if full:
             changed = torch.arange(n, device=dev)
-            self.out = torch.stack(self.layers).mean(0)
+            self.out = _layer_mean(self.layers)
         else:
             self.out[changed] = torch.stack([x[changed] for x in self.layers]).mean(0)
         return changed[changed < nu], changed[changed >= nu] - nu
+
+
+def _layer_mean(layers: list[Tensor]) -> Tensor:
+    """mean_l e^(l) (N, d), summed in place (stacking would copy every layer first)."""
+    out = layers[0].clone()
+    for x in layers[1:]:
+        out.add_(x)
+    return out.div_(len(layers))
 
 
 def build_graph(

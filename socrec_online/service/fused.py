@@ -55,8 +55,7 @@ class FusedScorer:
         """(n, Dt) text vectors of engine items: the engine's, or re-encoded by the adapted tower."""
         if self.text is None:
             return engine.item_emb[rows]
-        texts = [st.text if (st := engine.item_state.get(i)) is not None else "" for i in ids]
-        return self._encode(texts, engine.device)
+        return self._encode(_texts_of(engine, ids), engine.device)
 
     def _encode(self, texts: Sequence[str], device: torch.device) -> Tensor:
         return self.text.encode(list(texts)).to(device, torch.float32)  # type: ignore[union-attr,no-any-return]
@@ -90,18 +89,25 @@ class FusedScorer:
         self._item_row_map = np.asarray(st.items.rows(g.item_ids), np.int64)
 
     def catch_up(self, engine: GraphView, batches: Sequence[GraphChanges]) -> None:
-        """Apply the graph changes of the batches the engine applied since its graph was copied."""
+        """Apply the graph changes of the batches the engine applied since its graph was copied
+        (one propagation for all of them: the update is exact whatever the grouping)."""
+        st = self.state
+        if st is None:
+            return
         for changes in batches:
-            self._learn(engine, changes)
+            self._record(engine, changes)
+        st.flush()
         self._extend_row_map(engine)
 
     def learn_batch(self, engine: GraphView, changes: GraphChanges) -> None:
         if self.state is None or not changes:
             return
-        self._learn(engine, changes)
+        self._record(engine, changes)
+        self.state.flush()
         self._extend_row_map(engine)
 
-    def _learn(self, engine: GraphView, changes: GraphChanges) -> None:
+    def _record(self, engine: GraphView, changes: GraphChanges) -> None:
+        """Hand a batch's items and edge changes to the serving graph (propagated at its next flush)."""
         st = self.state
         if st is None or not changes:
             return
@@ -115,12 +121,14 @@ class FusedScorer:
         if neg:
             st.unlearn_interactions([u for u, _ in neg], [i for _, i in neg])
         add = [(s, d) for s, d, undo in changes.follows if not undo]
-        rem = [(s, d) for s, d, undo in changes.follows if undo]
+        # a follow edge is undirected here: an unfollow removes it only if the other side does not follow
+        # back (checked on the engine's current state, which is also right when catching up: the pair's
+        # last event decides, as a rebuild from the engine's graph would)
+        rem = [(s, d) for s, d, undo in changes.follows if undo and not _follows(engine, d, s)]
         if add:
             st.learn_follows([s for s, _ in add], [d for _, d in add])
         if rem:
             st.unlearn_follows([s for s, _ in rem], [d for _, d in rem])
-        st.flush()
 
     def _extend_row_map(self, engine: GraphView) -> None:
         """Serving rows of the engine items added since the map was last extended."""
@@ -176,7 +184,7 @@ def capture_graph(engine: GraphView) -> GraphCopy:
     """Copy the engine's items, positive engagements and follows (see :class:`GraphCopy`)."""
     n = len(engine.items)
     ids = list(engine.items.all_ids) if n else []
-    texts = [st.text if (st := engine.item_state.get(i)) is not None else "" for i in ids]
+    texts = _texts_of(engine, ids)
     users, items = [], []
     for uid, act in engine.activity.items():
         for iid, e in act.recent.items():
@@ -190,6 +198,16 @@ def capture_graph(engine: GraphView) -> GraphCopy:
             dst.append(t)
     vecs = engine.item_emb[:n].clone()
     return GraphCopy(engine.dim, engine.device, ids, vecs, texts, users, items, src, dst)
+
+
+def _follows(engine: GraphView, src: str, dst: str) -> bool:
+    soc = engine.social.get(src)
+    return soc is not None and dst in soc.following
+
+
+def _texts_of(engine: GraphView, ids: Sequence[str]) -> list[str]:
+    """The engine's current text of each item ("" for an item it has no state for)."""
+    return [st.text if (st := engine.item_state.get(i)) is not None else "" for i in ids]
 
 
 def _adapted_encoder(path: str | Path, encoder: Any | None, lora_cfg: dict[str, Any]) -> Any:

@@ -106,16 +106,17 @@ class Scorer:
             return Top.empty(b)
         dev = st.device
         x = self.item_vecs(cand)  # (C, D)
-        text = torch.mm(q, x.T, out=self._buf("text", b * c).view(b, c))  # (B, C) cosine
         key, dec, tag = social_keys(st, rows, cand, now)
         # exp(-sum of followees' decayed weights) per (user, item): 1 where no followee engaged
         damp = self._buf("raw", b * c).zero_().index_add_(0, key, dec).neg_().exp_()  # (B*C,)
         tags = self._buf("tags", b * c).zero_().index_add_(0, key, tag)
         pop = torch.from_numpy(popularity(st, now, cand)).to(dev)  # (C,)
         fn = getattr(model, "score_users_items", None) if model is not None else None
+        text: Tensor | None = None  # (B, C) cosine: the zero-shot score; a model's needs it for its picks only
         if fn is not None:
             score = fn(st, rows, cand, now).float().contiguous()  # (B, C)
         else:
+            text = torch.mm(q, x.T, out=self._buf("text", b * c).view(b, c))
             score = torch.mul(text, s.zs_weight_text, out=self._buf("score", b * c).view(b, c))
             score.add_(pop[None, :], alpha=s.zs_weight_popularity)
             score.add_(damp.view(b, c), alpha=-s.zs_weight_social).add_(s.zs_weight_social)  # + w_s * proof
@@ -135,10 +136,14 @@ class Scorer:
         ts_np = top_s.float().cpu().numpy()
         tg = tags[flat].reshape(b, kk).cpu().numpy().astype(np.int64)
         valid = ts_np > NEG / 2
+        if text is None:  # cos(q(u), e(i)) of the picks only: (B, k, D) x (B, D, 1)
+            picked = torch.bmm(x[top_i], q.unsqueeze(2)).squeeze(2)
+        else:
+            picked = text.reshape(-1)[flat].reshape(b, kk)
         return Top(
             rows=np.where(valid, cand[ti], -1),
             score=ts_np,
-            c_text=s.zs_weight_text * text.reshape(-1)[flat].reshape(b, kk).cpu().numpy(),
+            c_text=s.zs_weight_text * picked.cpu().numpy(),
             c_social=s.zs_weight_social * (1.0 - damp[flat]).reshape(b, kk).cpu().numpy(),
             c_pop=s.zs_weight_popularity * pop.cpu().numpy()[ti],
             n_eng=(tg % 4096).astype(np.int32),
