@@ -78,11 +78,12 @@ def train_fused(ds: Any, cfg: QueriesConfig, item_text: torch.Tensor, root: Path
 
     split = make_split(ds, "recbole", cfg.seed)
     mcfg = RecommenderConfig(n_users=ds.n_users, n_items=ds.n_items, kind="fused", dim=64,
-                             text_dim=int(item_text.shape[1]))
+                             text_dim=int(item_text.shape[1]), graph_half=True)  # what `socrec train` makes
     tcfg = TrainConfig(epochs=cfg.epochs, seed=cfg.seed, max_seconds=cfg.max_seconds, progress=False)
     fitted = fit(ds, split, mcfg, tcfg, item_text=item_text)
     res = fitted.result
-    train = {"valid_ndcg@10": res.best_valid.get("ndcg@10"), "epochs_run": res.epochs_run, "stopped": res.stopped}
+    train = {"valid_ndcg@10": res.best_valid.get("ndcg@10"), "epochs_run": res.epochs_run, "stopped": res.stopped,
+             "text_mix": fitted.model.cfg.text_mix}
     info = save_recommender(root, fitted.model.cpu(), ds.users.all_ids, ds.items.all_ids, train)
     return Path(info.path), train
 
