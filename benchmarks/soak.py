@@ -106,7 +106,7 @@ def main() -> None:
         "--distinct-users", type=int, default=0, help="the distinct-users soak: this many users, each new (0 = off)"
     )
     p.add_argument("--events-per-user", type=int, default=3, help="events of each distinct user")
-    p.add_argument("--item-every", type=int, default=50, help="distinct-users soak: an item every this many events")
+    p.add_argument("--item-every", type=int, default=20, help="distinct-users soak: an item every this many events")
     p.add_argument("--user-ttl-s", type=float, default=600.0, help="distinct-users soak: user TTL, simulated seconds")
     p.add_argument("--no-retention", action="store_true", help="distinct-users soak: nothing evicted (the control)")
     p.add_argument("--every", type=int, default=20_000, help="a row every this many events")

@@ -77,23 +77,25 @@ def soak_distinct(
     retention: bool,
     text_model: Path | None,
     workdir: Path,
-    rows_every: int = 20,
+    rows: int = 40,
 ) -> dict[str, Any]:
-    """Run the stream through an in-process engine; a row of measurements every ``rows_every`` batches."""
+    """Run the stream through an in-process engine; about ``rows`` rows of measurements along it."""
     from socrec_online.service.engine import Engine, set_service_torch_threads
 
     ttl = user_ttl_s if retention else 0.0
-    item_ttl = 1800.0
+    # items live as long as users (item_ttl_s = item_retention_s = user_ttl_s): the catalogue and
+    # the live users both level off after 2 x user_ttl_s of simulated time
     settings = Settings(
         text_model_path=text_model, data_dir=workdir / "runs", snapshot_dir=workdir / "snapshots",
-        user_ttl_s=ttl, item_ttl_s=item_ttl, fresh_window_s=600.0,
-        item_retention_s=item_ttl if retention else 0.0, retention_sweep_s=60.0,
+        user_ttl_s=ttl, item_ttl_s=user_ttl_s, fresh_window_s=user_ttl_s / 2,
+        item_retention_s=user_ttl_s if retention else 0.0, retention_sweep_s=60.0,
     )  # fmt: skip
     set_service_torch_threads(settings)
     engine = Engine.from_settings(settings)
     proc = psutil.Process()
     t0 = 1_700_000_000.0
-    rows: list[dict[str, Any]] = []
+    rows_every = max(1, round(users * per_user / batch / rows))
+    series: list[dict[str, Any]] = []
     wall = time.monotonic()
     events = 0
     for i, (now, last, chunk) in enumerate(stream(users, per_user, batch, rate, item_every, t0)):
@@ -115,10 +117,10 @@ def soak_distinct(
                 "wall_s": round(time.monotonic() - wall, 1),
             }
             print(json.dumps(row), flush=True)
-            rows.append(row)
-    quarter = next(r for r in rows if r["users_seen"] >= users // 4)
-    half = next(r for r in rows if r["users_seen"] >= users // 2)
-    end = rows[-1]
+            series.append(row)
+    quarter = next(r for r in series if r["users_seen"] >= users // 4)
+    half = next(r for r in series if r["users_seen"] >= users // 2)
+    end = series[-1]
     return {
         "distinct_users": users,
         "events": events,
@@ -135,7 +137,7 @@ def soak_distinct(
         "live_items_end": end["live_items"],
         "user_rows_end": end["user_rows"],
         "item_rows_end": end["item_rows"],
-        "max_user_rows": max(r["user_rows"] for r in rows),
+        "max_user_rows": max(r["user_rows"] for r in series),
         "events_per_s": round(events / max(end["wall_s"], 1e-9), 1),
-        "series": rows,
+        "series": series,
     }

@@ -50,7 +50,7 @@ from socrec_online.service.reasons import Reasons, words
 from socrec_online.service.rec_id import rec_id
 from socrec_online.service.retention import (
     Removed,
-    carry_vectors,
+    compact_into,
     expired,
     needs_compaction,
     next_sweep_at,
@@ -58,14 +58,7 @@ from socrec_online.service.retention import (
 )
 from socrec_online.service.scoring import Scorer
 from socrec_online.service.sentiment import vader_sentiment
-from socrec_online.service.state import (
-    ActivityState,
-    ItemState,
-    LoadedTables,
-    Position,
-    SocialState,
-    load_tables,
-)
+from socrec_online.service.state import ActivityState, ItemState, Position, SocialState, load_tables
 from socrec_online.service.store import Store
 from socrec_online.service.tables_in import (
     report_skipped,
@@ -446,19 +439,13 @@ class Engine:
         vectors carried over (nothing is encoded again), the rest derived again; the rows of evicted
         keys are reclaimed. Scores stay those of an engine restored from the same live values."""
         old = self.store
-        loaded = LoadedTables(old.item_state, old.social, old.activity, {})
         self._reset()
-        st = self.store
-        st.clock, st.next_sweep = old.clock, old.next_sweep
-        restore_raw(st, loaded)
-        carry_vectors(old, st)
-        del old, loaded
         with metrics.stage("embed"):
-            rebuild_eng_rows(st, [st.users.row(uid) for uid in st.activity])
-            rebuild_all(st)
+            compact_into(old, self.store)
+            del old
             self.ann.add()
-        st.update_graph_gauges()
-        self.slot.attach(st)
+        self.store.update_graph_gauges()
+        self.slot.attach(self.store)
         freeze_long_lived()
 
     # ------------------------------------------------------------------ restore / upsert / model swap

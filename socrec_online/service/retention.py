@@ -29,7 +29,10 @@ import numpy as np
 import torch
 
 from socrec_online.service.batch import BatchDelta
+from socrec_online.service.derive import rebuild_all, rebuild_eng_rows
+from socrec_online.service.state import LoadedTables
 from socrec_online.service.store import Store
+from socrec_online.service.tables_in import restore_raw
 
 COMPACT_FRACTION = 0.5
 """Dead rows (evicted, named by nothing live) past this fraction of all user and item rows start a compaction."""
@@ -161,6 +164,16 @@ def unnamed(store: Store, cand: set[str]) -> list[str]:
             continue
         dead.append(uid)
     return dead
+
+
+def compact_into(old: Store, new: Store) -> None:
+    """Fill the empty store ``new`` with ``old``'s live state: raw values (rows as a restore numbers
+    them), text vectors carried over, engagements, interests and the social tower derived again."""
+    new.clock, new.next_sweep = old.clock, old.next_sweep
+    restore_raw(new, LoadedTables(old.item_state, old.social, old.activity, {}))
+    carry_vectors(old, new)
+    rebuild_eng_rows(new, [new.users.row(uid) for uid in new.activity])
+    rebuild_all(new)
 
 
 def carry_vectors(old: Store, new: Store) -> None:
