@@ -133,6 +133,9 @@ def soak_distinct(
         "rss_mib_half": half["rss_mib"],
         "rss_mib_end": end["rss_mib"],
         "rss_growth_second_half": round(end["rss_mib"] / half["rss_mib"], 4),
+        # the peaks, less sensitive to where in a compaction cycle the half and the end fall
+        "rss_mib_peak_first_half": max(r["rss_mib"] for r in series if r["users_seen"] <= users // 2),
+        "rss_mib_peak": max(r["rss_mib"] for r in series),
         "live_users_end": end["live_users"],
         "live_items_end": end["live_items"],
         "user_rows_end": end["user_rows"],

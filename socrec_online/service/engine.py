@@ -260,7 +260,7 @@ class Engine:
                 metrics.ITEM_FRESHNESS.observe(wall - ts)
         if self._hit_window:
             metrics.ONLINE_HIT_RATIO.set(sum(self._hit_window) / len(self._hit_window))
-        st.update_graph_gauges()
+        self.store.update_graph_gauges()  # a sweep may have compacted the state into a new store
         return res
 
     def _derive(self, d: BatchDelta) -> None:
