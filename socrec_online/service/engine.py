@@ -188,8 +188,8 @@ class Engine:
     # ------------------------------------------------------------------ reads (the HTTP API)
     def recommend_now(self, user_id: str, kind: Literal["items", "users"] = "items") -> dict[str, Any] | None:
         """One user's list of ``kind`` scored now (source_event_id None), or None for a user the engine
-        does not know (or evicted). A read: the list is not remembered as shown (the online hit ratio counts what
-        was published), and nothing else the worker keeps or publishes changes."""
+        does not know (or evicted). A read: the list is not remembered as shown (the online hit ratio
+        counts what was published), and nothing else the worker keeps or publishes changes."""
         if not self.store.knows_user(user_id):
             return None
         shown = self._last_recs.get(user_id)
