@@ -82,11 +82,17 @@ def events_of(ds: Dataset, rp: Replay) -> list[Event]:
     return out
 
 
+NO_RETENTION: dict[str, Any] = {"user_ttl_s": 0.0, "item_retention_s": 0.0}
+"""A dataset replay evicts nothing: held-out users may be idle for months of the dataset's time, and
+the figures stay comparable with those measured before retention existed."""
+
+
 def bench_settings(**overrides: Any) -> Settings:
-    """The environment's settings (SOCREC_*) with the bench's overrides on top (validated)."""
+    """The environment's settings (SOCREC_*), retention off (``NO_RETENTION``), the bench's overrides
+    on top (validated)."""
     from socrec_online.settings import get_settings
 
-    return Settings(**(get_settings().model_dump() | overrides))
+    return Settings(**(get_settings().model_dump() | NO_RETENTION | overrides))
 
 
 def make_encoder(settings: Settings, cache_name: str | None = None) -> Any:

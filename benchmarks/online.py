@@ -92,6 +92,8 @@ def _settings(cfg: OnlineBenchConfig, snap_dir: Path) -> Any:
         "buffer_recent_size": cfg.recent_size,
         "buffer_reservoir_size": cfg.reservoir_size,
         "gate_tolerance": cfg.gate_tolerance,
+        "user_ttl_s": 0.0,  # a dataset replay evicts nothing (benchmarks/engine_eval.py NO_RETENTION)
+        "item_retention_s": 0.0,
     }
     if cfg.text_model_path:
         kw["text_model_path"] = cfg.text_model_path

@@ -7,6 +7,9 @@ holds the state that could grow, so this feeds the same bounded-key stream as
 into an in-process engine, in micro-batches, with a simulated clock at ``--rate`` events/s: hours of
 a live stream in minutes. Prints a JSON line per ``--every`` events (resident memory of this process,
 Python objects tracked by the GC) and a summary at the end.
+
+``--distinct-users N`` runs the other soak instead: N users who each act a few times and never
+come back, with retention on (``--no-retention``: the control), ``benchmarks/soak_distinct.py``.
 """
 
 from __future__ import annotations
@@ -97,8 +100,15 @@ def main() -> None:
     p.add_argument(
         "--events", type=int, default=360_000, help="events of the live stream (360,000 = 1 h at 100/s)"
     )
-    p.add_argument("--batch", type=int, default=50, help="events per micro-batch")
+    p.add_argument("--batch", type=int, default=None, help="events per micro-batch (50; 2,000 with --distinct-users)")
     p.add_argument("--rate", type=float, default=100.0, help="events/s of the simulated clock")
+    p.add_argument(
+        "--distinct-users", type=int, default=0, help="the distinct-users soak: this many users, each new (0 = off)"
+    )
+    p.add_argument("--events-per-user", type=int, default=3, help="events of each distinct user")
+    p.add_argument("--item-every", type=int, default=20, help="distinct-users soak: an item every this many events")
+    p.add_argument("--user-ttl-s", type=float, default=600.0, help="distinct-users soak: user TTL, simulated seconds")
+    p.add_argument("--no-retention", action="store_true", help="distinct-users soak: nothing evicted (the control)")
     p.add_argument("--every", type=int, default=20_000, help="a row every this many events")
     p.add_argument("--users", type=int, default=300)
     p.add_argument("--items", type=int, default=500)
@@ -111,9 +121,25 @@ def main() -> None:
             from socrec_online.models.text import make_tiny_bert
 
             model = Path(make_tiny_bert(Path(tmp) / "tiny_bert"))
+        if a.distinct_users:
+            from benchmarks.soak_distinct import soak_distinct
+
+            r = soak_distinct(
+                a.distinct_users,
+                batch=a.batch or 2000,
+                rate=a.rate,
+                per_user=a.events_per_user,
+                item_every=a.item_every,
+                user_ttl_s=a.user_ttl_s,
+                retention=not a.no_retention,
+                text_model=model,
+                workdir=Path(tmp),
+            )
+            _report(r, a.out)
+            return
         r = soak(
             a.events,
-            batch=a.batch,
+            batch=a.batch or 50,
             rate=a.rate,
             every=a.every,
             text_model=model,
@@ -121,11 +147,15 @@ def main() -> None:
             items=a.items,
             workdir=Path(tmp),
         )
+    _report(r, a.out)
+
+
+def _report(r: dict[str, Any], out: Path | None) -> None:
     summary = {k: v for k, v in r.items() if k != "series"}
     print(json.dumps(summary, indent=2))
-    if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps({**r, "load_avg": os.getloadavg()[0]}, indent=2))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**r, "load_avg": os.getloadavg()[0]}, indent=2))
 
 
 if __name__ == "__main__":

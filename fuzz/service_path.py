@@ -46,11 +46,15 @@ _SENTIMENT: Callable[[str], float] | None = None
 
 
 def path_settings(**overrides: Any) -> Settings:
-    """Small limits, so that inputs at and past every bound are short and cheap."""
+    """Small limits, so that inputs at and past every bound are short and cheap; no retention."""
     base: dict[str, Any] = {
         "device": "cpu", "torch_threads": 1, "max_text_bytes": 256, "max_payload_bytes": 1024,
         "max_id_chars": 32, "max_tags": 4, "top_k": 5, "recent_per_user": 8, "seen_per_user": 16,
         "dedup_ids_per_key": 8, "dead_letter_payload_bytes": 128,
+        # retention off: a hostile far-future event moves the clock to wall time, and a sweep would then
+        # evict the corpus's items (published at fixed past times), changing the seeds' expected
+        # outcomes; eviction has its own tests (tests/unit/test_retention.py)
+        "user_ttl_s": 0.0, "item_retention_s": 0.0,
     }  # fmt: skip
     base.update(overrides)
     return Settings(**base)
@@ -119,7 +123,10 @@ class ServicePath:
         assert all(reason in REASONS for _i, reason, _d in out["rejected"])
         for name, kv in out["table_updates"].items():
             for key, value in kv.items():
-                self.tables[name][key] = self._check_value(name, value)
+                if value is None:  # a deletion (retention evicted the key): a tombstone in the changelog
+                    self.tables[name].pop(key, None)
+                else:
+                    self.tables[name][key] = self._check_value(name, value)
         for p in out["payloads"]:
             got = [i["id"] for i in p["items"]]
             assert len(got) <= max(s.top_k, s.who_to_follow_k) and len(got) == len(set(got))

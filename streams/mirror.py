@@ -12,6 +12,11 @@ state and the model snapshot, which every worker shares, so each derives the sam
 At start (and after every rebalance) the engine is rebuilt from the worker's own tables merged
 with this view (:meth:`StateMirror.merge`): the first rebuild waits until the mirror has read
 every changelog up to where it ended when the worker started.
+
+Bounded by the live keys: a tombstone (the owner's retention sweep deleted the key) drops the key
+here and is handed to ``Engine.upsert`` as None, which removes it from the engine too. Values of
+partitions this worker owns are kept as well: should it lose one in a rebalance, its engine is
+rebuilt from the latest values, not from what the worker last wrote.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import orjson
 
 from socrec_online import metrics
+from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
 from streams.app import kafka_client_kwargs
 from streams.tables import FENCE_KEY
@@ -66,16 +72,24 @@ class StateMirror:
         if key is None or key == _FENCE:
             return
         k = key.decode("utf-8", "replace")
-        self.values[table][k] = (partition, value)
+        if value is None:  # a tombstone: the key is gone (its deletion is still to be applied)
+            self.values[table].pop(k, None)
+        else:
+            self.values[table][k] = (partition, value)
         self.pending[table][k] = (partition, value)
         self.records += 1
 
     def _decoded(
-        self, source: Mapping[str, Mapping[str, tuple[int, bytes | None]]], owned: set[int]
+        self, source: Mapping[str, Mapping[str, tuple[int, bytes | None]]], owned: set[int], deletions: bool = False
     ) -> dict[str, dict[str, Any]]:
+        """The values of partitions not in ``owned``; with ``deletions``, tombstones as None too."""
         out: dict[str, dict[str, Any]] = {}
         for table, kv in source.items():
-            out[table] = {k: orjson.loads(v) for k, (p, v) in kv.items() if p not in owned and v is not None}
+            out[table] = {
+                k: None if v is None else orjson.loads(v)
+                for k, (p, v) in kv.items()
+                if p not in owned and (deletions or v is not None)
+            }
         return out
 
     async def rebuild_state(self, own: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -101,24 +115,29 @@ class StateMirror:
         self.records = 0
 
     def merge(self, own: Mapping[str, Mapping[str, Any]], owned: set[int] | None = None) -> dict[str, dict[str, Any]]:
-        """The state to rebuild the engine from: this worker's tables, plus for every partition it
-        does not own the latest value read from the changelog (newer than any local copy a revoked
-        partition left behind). Everything read so far is in it, so nothing is pending after."""
+        """The state to rebuild the engine from: this worker's tables for the partitions it owns, and
+        for every other partition the latest value read from the changelog (newer than any local copy
+        a revoked partition left behind, which is ignored). Everything read so far is in it, so nothing is pending after."""
         if owned is None:
             owned = self.owned()
         if owned is None:
             owned = self.assignment()
         merged = self._decoded(self.values, owned)
+        n = self.settings.partitions
         for table, kv in own.items():
             m = merged.setdefault(table, {})
             for k, v in kv.items():
-                m.setdefault(k, v)
+                # a copy of another partition's key comes back only if its changelog still has it:
+                # one its owner deleted (a tombstone) stays deleted
+                if owner_partition(k, n) in owned:
+                    m.setdefault(k, v)
         for kv in self.pending.values():
             kv.clear()
         return merged
 
     def take(self) -> dict[str, dict[str, Any]]:
-        """What other workers wrote since the last take, their partitions only (pending is emptied).
+        """What other workers wrote since the last take, their partitions only (pending is emptied);
+        a deletion is a None value.
 
         Called under the pipeline's lock, so ownership cannot change between this choice and the
         engine applying it: a value of a partition this worker just took over is never applied over
@@ -126,7 +145,7 @@ class StateMirror:
         owned = self.owned()
         if owned is None:  # a rebalance is under way: wait for the new assignment
             return {t: {} for t in self.pending}
-        values = self._decoded(self.pending, owned)
+        values = self._decoded(self.pending, owned, deletions=True)
         for kv in self.pending.values():
             kv.clear()
         return values

@@ -10,6 +10,10 @@ refers to. Such an interaction is held (its ack too, so its offset is not commit
 loses nothing) until its item arrives or ``unknown_item_grace_s`` runs out; only then is it
 dead-lettered as ``unknown_item``.
 
+Retention: a batch's table updates may carry deletions (None: keys the engine's retention sweep
+evicted); they are written like any value, in the same batch, fences and acks, as tombstones, but
+only for keys this worker owns: another worker's key is deleted by its owner, never from a copy.
+
 Failure policy: a bad record is a dead letter (with its origin); an engine failure on a batch is
 retried and, if it persists, narrowed down to the events that fail alone, which are dead-lettered
 (``streams.breaker``); any other exception propagates, and the agent crashes the worker
@@ -32,6 +36,7 @@ from socrec_online import metrics
 from socrec_online.api.reads import NotReady
 from socrec_online.events import Click, Comment, Event, ItemPublished, Like, key_of
 from socrec_online.health import set_os_thread_name
+from socrec_online.partitioning import owner_partition
 from socrec_online.service.decode import DeadLetterReason
 from socrec_online.service.heap import freeze_long_lived
 from socrec_online.service.protocols import WorkerEngine
@@ -113,6 +118,8 @@ class Pipeline:
         self.items_behind: Callable[[str], bool] = lambda _item: False
         # told of every payload published (the read API's cache of latest lists, streams/api.py)
         self.on_publish: Callable[[Sequence[Encoded]], None] | None = None
+        # the input partitions this worker owns now: deletions are written for their keys only
+        self.owned_partitions: Callable[[], set[int]] = lambda: set(range(settings.partitions))
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -329,10 +336,11 @@ class Pipeline:
             for index, error in work.failed:
                 metrics.EVENTS.labels(topic=work.origins[index].topic, outcome="dead_letter").inc()
                 await self.dead_letters.send(work.origins[index], DeadLetterReason.processing_failed, error)
-            apply_updates(self.tables, result["table_updates"])
+            updates = self.writable(result["table_updates"])
+            apply_updates(self.tables, updates)
             if self.settings.broker_caps.needs_changelog_fences:
                 self._fences += 1
-                written = [name for name, kv in result["table_updates"].items() if kv]
+                written = [name for name, kv in updates.items() if kv]
                 await fence(self.tables, written, self.settings.partitions, self._fences)
         await self.out.flush()  # delivered before this batch's offsets can be committed
         await settle(self.tables, self.settings)  # its changelog records and fences too (acknowledged)
@@ -345,6 +353,18 @@ class Pipeline:
         if held or work.events:
             self.batches += 1
             metrics.mark_batch()
+
+    def writable(self, updates: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mapping[str, Any]]:
+        """The updates to write: every value, and the deletions of keys this worker owns (a key of
+        another worker's partition, known from its changelog or left behind by a rebalance, is only
+        ever deleted by its owner, whose value may be newer than this worker's copy)."""
+        if not any(v is None for kv in updates.values() for v in kv.values()):
+            return updates
+        owned, n = self.owned_partitions(), self.settings.partitions
+        return {
+            name: {k: v for k, v in kv.items() if v is not None or owner_partition(k, n) in owned}
+            for name, kv in updates.items()
+        }
 
     async def publish(self, payloads: list[Encoded], ts_of: Mapping[str, float]) -> None:
         if not payloads:

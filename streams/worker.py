@@ -142,6 +142,9 @@ def build(
         tables = declare_tables(app, settings, type(engine).TABLES)
         pipeline = Pipeline(settings, topics, tables, engine, out, on_ready=ready)
         pipeline.items_behind = items_behind(app, settings)
+        pipeline.owned_partitions = lambda: {
+            tp.partition for tp in app.consumer.assignment() if tp.topic in topics.inputs.topics
+        }
         handler = pipeline
         from streams.model_updates import register_model_updates
 

@@ -1,7 +1,7 @@
 """Which items are scored for whom, what is filtered, and the per-item evidence shared by all scorers.
 
 Candidates: every live item (published within ``item_ttl_s``) while the catalogue is at most
-``ann_threshold`` items; above it, items fresh within ``fresh_window_s`` plus the
+``ann_threshold`` items (evicted ones not counted); above it, items fresh within ``fresh_window_s`` plus the
 ``ann_candidates`` nearest items of q(u) plus the items followed users engaged with.
 Filters: items the user engaged with (``seen``), the user's own items.
 Evidence::
@@ -39,7 +39,7 @@ def candidates(
     if allowed is not None:
         return allowed[store.item_ts[allowed] >= now - s.item_ttl_s]
     live = ts >= now - s.item_ttl_s
-    if n <= s.ann_threshold or not ann.built:
+    if store.n_live_items <= s.ann_threshold or not ann.built:
         return np.nonzero(live)[0]
     pool = [np.nonzero(live & (ts >= now - s.fresh_window_s))[0]]
     qn = q.detach().float().cpu().numpy()

@@ -88,8 +88,9 @@ def embed_texts(
 def rebuild_eng_rows(store: Store, rows: Sequence[int]) -> int:
     """Refresh the padded (U, R) engagement arrays of these users from their activity state.
 
-    Engagements with items not in the catalogue (a table value read back without its item's)
-    are left out of the arrays, not of the state; returns how many were.
+    Engagements with items not in the catalogue (a table value read back without its item's, an
+    evicted item) are left out of the arrays, not of the state; returns how many were. A user
+    without an activity value (evicted) gets empty arrays.
     """
     if not rows:
         return 0
@@ -98,9 +99,13 @@ def rebuild_eng_rows(store: Store, rows: Sequence[int]) -> int:
     vals: list[tuple[float, float, int]] = []
     lens = []
     unknown = 0
+    dead = store.dead_items
     for row in rows:
-        rec = store.activity[store.users.id(row)].recent
+        ast = store.activity.get(store.users.id(row))
+        rec = ast.recent if ast is not None else {}  # an evicted user: no engagements
         irows = store.items.rows_or_missing(rec)
+        if dead:  # evicted items are not in the catalogue any more
+            irows = [-1 if iid in dead else r for iid, r in zip(rec, irows, strict=True)]
         rvals = list(rec.values())
         if -1 in irows:
             keep = [j for j, x in enumerate(irows) if x >= 0]

@@ -10,6 +10,8 @@ The engine is its public methods over parts, one concern each:
 * ``apply``: one function per event type over a shared ``BatchDelta`` (``service/apply.py``);
   ``upsert`` and ``restore`` fill the same from table values (``service/tables_in.py``)
 * ``derive``: text vectors, interests, the k-hop social tower, formulas there (``service/derive.py``)
+* ``retention``: the event-time sweep that evicts inactive users and old items, and the
+  compaction that reclaims their rows (``service/retention.py``)
 * the ANN index (``service/ann.py``), candidates, filters and evidence (``service/candidates.py``),
   scoring (``service/scoring.py``), reasons (``service/reasons.py``), who-to-follow
   (``service/who_to_follow.py``) and the serving-model slot (``service/model_slot.py``).
@@ -46,6 +48,14 @@ from socrec_online.service.model_slot import ModelSlot, load_current_model
 from socrec_online.service.protocols import ServingModel, TextEncoderLike
 from socrec_online.service.reasons import Reasons, words
 from socrec_online.service.rec_id import rec_id
+from socrec_online.service.retention import (
+    Removed,
+    compact_into,
+    expired,
+    needs_compaction,
+    next_sweep_at,
+    remove,
+)
 from socrec_online.service.scoring import Scorer
 from socrec_online.service.sentiment import vader_sentiment
 from socrec_online.service.state import ActivityState, ItemState, Position, SocialState, load_tables
@@ -167,9 +177,9 @@ class Engine:
 
     def stats(self) -> dict[str, int]:
         st = self.store
-        return {
-            "users": len(st.users),
-            "items": len(st.items),
+        return {  # evicted keys not counted (their rows wait for a compaction)
+            "users": len(st.users) - len(st.dead_users),
+            "items": len(st.item_state),
             "edges": st.n_edges,
             "profiles": sum(1 for a in st.activity.values() if a.profile),
             "ann_items": self.ann.n,
@@ -178,9 +188,9 @@ class Engine:
     # ------------------------------------------------------------------ reads (the HTTP API)
     def recommend_now(self, user_id: str, kind: Literal["items", "users"] = "items") -> dict[str, Any] | None:
         """One user's list of ``kind`` scored now (source_event_id None), or None for a user the engine
-        does not know. A read: the list is not remembered as shown (the online hit ratio counts what
-        was published), and nothing else the worker keeps or publishes changes."""
-        if user_id not in self.store.users:
+        does not know (or evicted). A read: the list is not remembered as shown (the online hit ratio
+        counts what was published), and nothing else the worker keeps or publishes changes."""
+        if not self.store.knows_user(user_id):
             return None
         shown = self._last_recs.get(user_id)
         payloads = self.recommend_many([user_id], who_to_follow=kind == "users")
@@ -193,7 +203,7 @@ class Engine:
     def answer_now(self, user_id: str, text: str, k: int | None = None) -> dict[str, Any] | None:
         """A kind "query" payload for ``text`` asked by ``user_id`` (at most ``k`` items), or None for
         a user the engine does not know. A read like ``recommend_now``: no event, no state change."""
-        if user_id not in self.store.users:
+        if not self.store.knows_user(user_id):
             return None
         payload = self.answer_queries([Query(event_id="", user_id=user_id, ts=self.clock, text=text)])[0]
         items = payload["items"][:k] if k is not None else payload["items"]
@@ -211,6 +221,8 @@ class Engine:
         ``positions`` (one per event: where the worker read it) make a replay after a crash exact:
         an event its value already applied is a duplicate (``state.replayed``), however many
         events of the key came in between; without them, applied event ids decide (a window).
+        When the clock passes the next retention sweep (``expire``), the keys it evicts come back
+        in ``table_updates`` as None (deletions).
         """
         st = self.store
         self.slot.apply_pending(st)
@@ -236,6 +248,10 @@ class Engine:
         wtf = {st.users.id(r) for r in d.follow_changed} | {st.users.id(r) for r in d.profiles}
         res.who_to_follow_users = [u for u in d.touched if u in wtf]
         res.table_updates = table_updates(st, d, self.settings.max_table_value_bytes)
+        if st.clock >= st.next_sweep:
+            st.next_sweep = next_sweep_at(st.clock, self.settings.retention_sweep_s)
+            for table, gone in self.expire().items():
+                res.table_updates.setdefault(table, {}).update(gone)
         for (topic, what), n in d.outcomes.items():
             metrics.EVENTS.labels(topic=topic, outcome=what).inc(n)
         wall = time.time()
@@ -244,17 +260,14 @@ class Engine:
                 metrics.ITEM_FRESHNESS.observe(wall - ts)
         if self._hit_window:
             metrics.ONLINE_HIT_RATIO.set(sum(self._hit_window) / len(self._hit_window))
-        st.update_graph_gauges()
+        self.store.update_graph_gauges()  # a sweep may have compacted the state into a new store
         return res
 
     def _derive(self, d: BatchDelta) -> None:
         """Derived state, the ANN index, reason caches and the attached model follow the delta."""
-        if d.retexted:
-            self.ann.stale = True
         self.reasons.forget_items(d.items_changed)
         derive(self.store, self.encoder, d)
-        if d.item_text:
-            self.ann.add()
+        self.ann.add(d.item_text)  # new and re-texted items (an edit is a tombstone and a new entry)
         if d.changes is not None:
             d.changes.item_ids = self.store.items.ids(d.item_text)
             d.changes.item_rows = list(d.item_text)
@@ -389,6 +402,52 @@ class Engine:
             "model_version": self.model_version,
         }
 
+    # ------------------------------------------------------------------ retention
+    def expire(self, now: float | None = None) -> dict[str, dict[str, None]]:
+        """Evict the users and items the retention settings expire at event time ``now`` (default:
+        the clock; ``service/retention.py``) from the raw and derived state; returns the deleted keys
+        per table (None values: the worker writes them as deletions). Running it again changes
+        nothing. ``learn_many`` calls it every ``retention_sweep_s`` of event time."""
+        self.slot.apply_pending(self.store)
+        act, soc, items = expired(self.store, self.store.now(now))
+        return self._remove(act, soc, items).deletions()
+
+    def _remove(self, activity: list[str], social: list[str], items: list[str], d: BatchDelta | None = None) -> Removed:
+        """Remove these keys' values; derive again what they fed (or leave it to the caller's ``d``)."""
+        st = self.store
+        own = d is None
+        d = d if d is not None else BatchDelta(latest=st.clock)
+        removed = remove(st, d, activity, social, items)
+        if not removed:
+            return removed
+        self.ann.remove(removed.item_rows)
+        for uid in (*removed.activity, *removed.social):
+            self._last_recs.pop(uid, None)
+        if own:
+            with metrics.stage("embed"):
+                self._derive(d)
+            self._compact_if_due()
+        return removed
+
+    def _compact_if_due(self) -> None:
+        if needs_compaction(self.store):
+            self.compact()
+        self.store.update_graph_gauges()
+
+    def compact(self) -> None:
+        """Move the live state into a fresh store: rows renumbered as a restore numbers them, text
+        vectors carried over (nothing is encoded again), the rest derived again; the rows of evicted
+        keys are reclaimed. Scores stay those of an engine restored from the same live values."""
+        old = self.store
+        self._reset()
+        with metrics.stage("embed"):
+            compact_into(old, self.store)
+            del old
+            self.ann.add()
+        self.store.update_graph_gauges()
+        self.slot.attach(self.store)
+        freeze_long_lived()
+
     # ------------------------------------------------------------------ restore / upsert / model swap
     def restore(self, tables: Mapping[str, Mapping[str, Any]]) -> None:
         """Rebuild all state and every derived embedding from table contents (replaces current state).
@@ -420,10 +479,12 @@ class Engine:
         (``streams.mirror``) and hands the latest full values here: the raw state is replaced, and
         only what it feeds is derived again (texts that changed, engagements, interests, the k-hop
         social tower, the ANN index). A value seen twice changes nothing. Publishes nothing: the
-        worker that applied the event scored its users. ``None`` values are ignored (never written).
+        worker that applied the event scored its users. A ``None`` value (a deletion: the owner
+        evicted the key) removes the key like a retention sweep does.
         """
         st = self.store
         self.slot.apply_pending(st)
+        gone = {t: [k for k, v in kv.items() if v is None] for t, kv in values.items()}
         loaded = load_tables(values, self.settings.dedup_ids_per_key)
         d = BatchDelta(latest=st.clock, changes=GraphChanges() if self.slot.learns_batches else None)
         n = {
@@ -431,10 +492,14 @@ class Engine:
             "social": upsert_social(st, d, loaded.social),
             "activity": upsert_activity(st, d, loaded.activity),
         }
+        removed = self._remove(gone.get("activity", []), gone.get("social", []), gone.get("items", []), d)
+        n["items"] += len(removed.items)
+        n["social"] += len(removed.social)
+        n["activity"] += len(removed.activity)
         st.advance_clock(d.latest)
         with metrics.stage("embed"):
             self._derive(d)
-        st.update_graph_gauges()
+        self._compact_if_due()
         report_skipped("upsert", loaded.malformed, 0)
         return n
 

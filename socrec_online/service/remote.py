@@ -245,7 +245,11 @@ class RemoteEngine:
 
     def upsert(self, values: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
         result: dict[str, int] = self.call("upsert", values)
-        self._known_items.update(k for k, v in (values.get("items") or {}).items() if v is not None)
+        for item_id, value in (values.get("items") or {}).items():
+            if value is None:  # another worker's eviction
+                self._known_items.discard(item_id)
+            else:
+                self._known_items.add(item_id)
         return result
 
     def stats(self) -> dict[str, int]:

@@ -1,7 +1,9 @@
 """The engine's storage: raw state (the table values) and the row-aligned arrays derived from it.
 
 Users and items get dense rows (``IdMap``) the first time they are seen; a row never changes
-meaning, so every per-row array and tensor only grows. Raw state is ``item_state``, ``social`` and
+meaning while the store lives, so every per-row array and tensor only grows. Evicted keys leave
+inert rows behind (``dead_users``, ``dead_items``) until a compaction moves the live state into a
+fresh store (``service/retention.py``). Raw state is ``item_state``, ``social`` and
 ``activity`` (``service/state.py``); everything else here is derived from it and rebuilt by a
 restore. The follow graph is kept as a reverse index (``followers``) and, for the vectorised
 k-hop and social-proof gathers, as CSR built on demand and dropped on any follow change.
@@ -58,6 +60,9 @@ class Store:
         self.followers: dict[int, set[int]] = {}  # followee row -> follower rows
         self.n_edges = 0
         self.clock = 0.0
+        self.next_sweep = 0.0  # event time of the next retention sweep (service/retention.py)
+        self.dead_users: set[UserId] = set()  # evicted, named by nothing live: rows to reclaim
+        self.dead_items: set[ItemId] = set()
         self._fol_rows: dict[int, np.ndarray] = {}
         self._seen_rows: dict[int, np.ndarray] = {}
         self._unfollowed_rows: dict[int, np.ndarray] = {}
@@ -85,6 +90,8 @@ class Store:
     # ------------------------------------------------------------------ rows
     def user_row(self, uid: str) -> int:
         """The user's row, added (with grown arrays) on first sight."""
+        if self.dead_users:
+            self.dead_users.discard(uid)  # back before a compaction: the inert row serves again
         row = self.users.add(uid)
         if row >= self.eng_item.shape[0]:
             n = row + 1
@@ -107,6 +114,8 @@ class Store:
 
     def item_row(self, iid: str) -> int:
         """The item's row, added (with grown arrays) on first sight."""
+        if self.dead_items:
+            self.dead_items.discard(iid)
         row = self.items.add(iid)
         if row >= self.item_ts.shape[0]:
             self.item_ts = grow(self.item_ts, row + 1, -np.inf)
@@ -118,9 +127,21 @@ class Store:
         return row
 
     def rows_of(self, user_ids: Sequence[UserId]) -> np.ndarray:
-        """User rows, -1 for users never seen."""
+        """User rows, -1 for users never seen (or evicted)."""
         get = self.users.get
+        if self.dead_users:
+            dead = self.dead_users
+            return np.fromiter((-1 if u in dead else get(u, -1) for u in user_ids), np.int64, len(user_ids))
         return np.fromiter((get(u, -1) for u in user_ids), np.int64, len(user_ids))
+
+    def knows_user(self, uid: str) -> bool:
+        """The user has a row that was not evicted."""
+        return uid in self.users and uid not in self.dead_users
+
+    @property
+    def n_live_items(self) -> int:
+        """Items in the catalogue (rows of evicted items not counted)."""
+        return len(self.item_state)
 
     def item_changed(self, row: int, st: ItemState) -> None:
         """An item's per-row arrays follow its (new) state."""
@@ -225,6 +246,6 @@ class Store:
         self.clock = max(self.clock, min(latest, time.time() + MAX_CLOCK_SKEW_S))
 
     def update_graph_gauges(self) -> None:
-        metrics.GRAPH_NODES.labels(kind="users").set(len(self.users))
-        metrics.GRAPH_NODES.labels(kind="items").set(len(self.items))
+        metrics.GRAPH_NODES.labels(kind="users").set(len(self.users) - len(self.dead_users))
+        metrics.GRAPH_NODES.labels(kind="items").set(len(self.item_state))
         metrics.GRAPH_EDGES.set(self.n_edges)

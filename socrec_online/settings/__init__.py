@@ -1,7 +1,7 @@
 """The one settings object, composed of sections. Every field: env var ``SOCREC_<NAME>``, default, bounds, why.
 
 Each section (``kafka.py``, ``text.py``, ``serving.py``, ``scoring.py``, ``limits.py``,
-``trainer.py``, ``api.py``, ``ops.py``) is a plain pydantic model that declares its fields and the
+``retention.py``, ``trainer.py``, ``api.py``, ``ops.py``) is a plain pydantic model that declares its fields and the
 validators that only read them. ``Settings`` inherits every section, so each field stays a flat
 attribute (``settings.kafka_bootstrap``) read from a flat env var (``SOCREC_KAFKA_BOOTSTRAP``),
 and ``SECTIONS`` lists them for the generated reference (``socrec config --table``, docs/settings.md).
@@ -21,6 +21,7 @@ from socrec_online.settings.api import ApiSettings
 from socrec_online.settings.kafka import KafkaSettings
 from socrec_online.settings.limits import LimitsSettings
 from socrec_online.settings.ops import OpsSettings
+from socrec_online.settings.retention import RetentionSettings
 from socrec_online.settings.scoring import ScoringSettings
 from socrec_online.settings.serving import ServingSettings
 from socrec_online.settings.table import markdown_table
@@ -33,6 +34,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("Serving", ServingSettings),
     ("Scoring", ScoringSettings),
     ("Input limits and state bounds", LimitsSettings),
+    ("Retention", RetentionSettings),
     ("Trainer", TrainerSettings),
     ("Read API", ApiSettings),
     ("Operations", OpsSettings),
@@ -46,6 +48,7 @@ class Settings(
     OpsSettings,
     ApiSettings,
     TrainerSettings,
+    RetentionSettings,
     LimitsSettings,
     ScoringSettings,
     ServingSettings,
@@ -72,6 +75,7 @@ __all__ = [
     "KafkaSettings",
     "LimitsSettings",
     "OpsSettings",
+    "RetentionSettings",
     "ScoringSettings",
     "ServingSettings",
     "Settings",

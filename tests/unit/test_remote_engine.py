@@ -115,3 +115,22 @@ def test_every_record_the_worker_accepts_crosses_to_the_engine_process(tiny_text
         assert remote.knows_item("big")
     finally:
         remote.close()
+
+
+def test_deletions_cross_to_the_engine_process_and_leave_its_known_items(tiny_text_model_path: Path) -> None:
+    from socrec_online.events import ItemPublished
+
+    s = Settings(device="cpu", text_model_path=tiny_text_model_path, torch_threads=1,
+                 item_ttl_s=100.0, item_retention_s=100.0, retention_sweep_s=10.0)  # fmt: skip
+    t0 = 1_700_000_000.0
+    remote = RemoteEngine(s)
+    try:
+        remote.step([ItemPublished("p1", "i1", t0, "jazz quartet"), ItemPublished("p2", "i2", t0, "gravel climb")])
+        assert remote.knows_item("i1") and remote.knows_item("i2")
+        remote.upsert({"items": {"i2": None}})  # its owner evicted it (a tombstone read by the mirror)
+        assert not remote.knows_item("i2") and remote.stats()["items"] == 1
+        out = remote.step([ItemPublished("p3", "i3", t0 + 1000, "pasta sauce recipe")])
+        assert out["table_updates"]["items"]["i1"] is None  # evicted by the engine process's sweep
+        assert not remote.knows_item("i1") and remote.knows_item("i3")
+    finally:
+        remote.close()

@@ -63,7 +63,8 @@ def test_poison_is_dead_lettered_good_events_served_and_a_restart_changes_nothin
     stream = [(topic_of(e), orjson.dumps(to_dict(e))) for e in events]
     for k, (topic, raw, _) in enumerate(POISON):  # interleave poison with the good events
         stream.insert(len(stream) // 2 + 7 * k, (topic, raw))
-    settings = Settings(device="cpu")
+    # a dataset replay (past timestamps) among poison whose far-future times move the clock: no retention
+    settings = Settings(device="cpu", user_ttl_s=0.0, item_retention_s=0.0)
     tables: dict[str, dict[str, Any]] = {n: {} for n in Engine.TABLES}
     live = Engine(settings, encoder)
     dead, published = run(live, settings, stream, tables)
