@@ -20,6 +20,7 @@ from socrec_online.data.base import Dataset
 from socrec_online.eval.baselines import Popularity, RiverMF, RiverMFConfig
 from socrec_online.eval.metrics import evaluate_full_ranking
 from socrec_online.eval.splits import Split, load_split_dir, recbole_split, temporal_split
+from socrec_online.models.early_stop import MAX_EPOCHS
 
 MODELS = ("popularity", "river_mf", "lightgcn", "text_only", "additive", "fused")
 PROTOCOLS = ("recbole", "temporal")
@@ -63,7 +64,7 @@ class ModelSpec:
     taus: tuple[float, ...] = ()  # more than one: train one model per temperature, keep the best on valid
     graph_half: bool = True  # fused: a graph-only half mixed in by validation (models/fusion.py)
     loss: str = "softmax"
-    epochs: int = 100
+    epochs: int = MAX_EPOCHS
     lr: float = 5e-3
     weight_decay: float = 0.0
     social_weight: float = 1.0
@@ -145,7 +146,7 @@ def run_model(
         device=device,
         progress=progress,
     )
-    fitted, tau_search = select_tau(fit_at, spec.taus or (spec.tau,))
+    fitted, tau_search = select_tau(fit_at, spec.taus or (spec.tau,), split)
     secs = time.perf_counter() - t0
     model = fitted.model
     with torch.no_grad():
@@ -158,6 +159,8 @@ def run_model(
         extra["valid_ndcg@10_by_tau"] = tau_search
     if mcfg.halved:
         extra["text_mix"] = mcfg.text_mix
+        if "graph_tau" in r.best_valid:
+            extra["graph_tau"] = r.best_valid["graph_tau"]
     return {
         **m,
         "train_seconds": secs,
@@ -170,16 +173,20 @@ def run_model(
     }
 
 
-def select_tau(fit_at: Callable[[float], Any], taus: tuple[float, ...]) -> tuple[Any, dict[str, float]]:
+def select_tau(
+    fit_at: Callable[[float], Any], taus: tuple[float, ...], split: Split | None = None
+) -> tuple[Any, dict[str, float]]:
     """Train at each softmax temperature and keep the model with the best valid NDCG@10.
 
     The temperature is what a recipe tuned on one dataset gets most wrong on another (docs/quality.md):
-    it is chosen on each dataset's validation part, never on its test part."""
-    best, by_tau = None, {}
-    for tau in taus:
-        fitted = fit_at(tau)
-        by_tau[f"{tau:g}"] = float(fitted.result.best_valid.get("ndcg@10", -1.0))
-        if best is None or by_tau[f"{tau:g}"] > float(best.result.best_valid.get("ndcg@10", -1.0)):
-            best = fitted
-    assert best is not None, "no temperature to try"
-    return best, by_tau
+    it is chosen on each dataset's validation part, never on its test part. A halved fused model
+    (given ``split``) gets a temperature per half: ``models.train.best_halves``."""
+    fits = [fit_at(tau) for tau in taus]
+    by_tau = {f"{tau:g}": float(f.result.best_valid.get("ndcg@10", -1.0)) for tau, f in zip(taus, fits)}
+    if not fits:
+        raise ValueError("no temperature to try")
+    if split is not None and len(fits) > 1 and fits[0].model.cfg.halved:
+        from socrec_online.models.train import best_halves
+
+        return best_halves(fits, split), by_tau
+    return max(fits, key=lambda f: float(f.result.best_valid.get("ndcg@10", -1.0))), by_tau

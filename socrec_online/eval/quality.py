@@ -90,7 +90,8 @@ def chosen_on_valid(m: dict[str, Any]) -> str:
     """What validation picked for a trained model: its temperature, and the text half's share."""
     parts = []
     if "tau" in m:
-        parts.append(f"tau {m['tau']:g}")
+        graph = f" (graph half {m['graph_tau']:g})" if m.get("graph_tau", m["tau"]) != m["tau"] else ""
+        parts.append(f"tau {m['tau']:g}{graph}")
     if "text_mix" in m:
         parts.append(f"text mix {m['text_mix']:g}")
     return ", ".join(parts)

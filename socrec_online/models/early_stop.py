@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+MAX_EPOCHS = 400
+"""Upper bound on epochs: training ends when every part runs out of patience on valid (or at the
+time budget), so the bound only matters where a small dataset takes one step per epoch."""
+
 Views = Callable[[], dict[str, Tensor]]
 """The part's weights as views into the model's tensors (writing to them writes the model)."""
 

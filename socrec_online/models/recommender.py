@@ -111,10 +111,20 @@ class FusedRecommender(nn.Module):
         self, graph: InteractionGraph | None, item_text: Tensor, interest: Tensor
     ) -> tuple[Tensor, Tensor]:
         """(user_vecs (U, k), item_vecs (I, k)) for all rows; differentiable (used in training)."""
-        h_u: Tensor | None = None
-        h_i: Tensor | None = None
+        h_u, h_i = self.graph_rows(graph, item_text)
+        return self.vectors_from(h_u, h_i, item_text, interest)
+
+    def graph_rows(self, graph: InteractionGraph | None, item_text: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """The propagated (h_users, h_items), or (None, None) for a model or call without a graph."""
         if self.uses_graph and graph is not None:
-            h_u, h_i = self.propagate(graph, item_text)
+            return self.propagate(graph, item_text)
+        return None, None
+
+    def vectors_from(
+        self, h_u: Tensor | None, h_i: Tensor | None, item_text: Tensor, interest: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The head's (user_vecs, item_vecs) from propagated rows: re-mixing the halves at another
+        ``text_mix`` needs this step only, not another propagation."""
         return self.head.user_vectors(h_u, interest), self.head.item_vectors(h_i, item_text)
 
     # --- verbs ------------------------------------------------------------------------------

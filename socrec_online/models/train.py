@@ -14,7 +14,7 @@ is <= 0 (panned in a comment) is not a positive, and the interest vector is serv
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,19 +27,19 @@ from torch import Tensor
 from socrec_online.data.base import Dataset, Interactions
 from socrec_online.eval.metrics import evaluate_full_ranking
 from socrec_online.eval.splits import Split
-from socrec_online.models.early_stop import Keeper
+from socrec_online.models.early_stop import MAX_EPOCHS, Keeper
 from socrec_online.models.gnn import InteractionGraph, build_graph
 from socrec_online.models.recommender import FusedRecommender, RecommenderConfig
 
 LossKind = Literal["softmax", "infonce", "bce", "bpr"]
 
-TEXT_MIX_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+TEXT_MIX_GRID = tuple(i / 10 for i in range(11))
 """The text half's shares a halved model is validated at (0: graph only, 1: the fused half only)."""
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100  # upper bound; early stopping usually ends sooner
+    epochs: int = MAX_EPOCHS  # upper bound; early stopping usually ends sooner
     batch_users: int = 256  # users per step (softmax)
     batch_pairs: int = 2048  # positive pairs per step (infonce / bce / bpr)
     n_neg: int = 256  # sampled negatives (shared per step for infonce; per pair, capped, for bce / bpr)
@@ -215,23 +215,13 @@ def train_recommender(
     if halved:
         model.set_text_mix(0.5)  # both halves learn; the mix is picked on validation below
 
-    def evaluate_mix() -> dict[str, float]:
-        with torch.no_grad():
-            uv, iv = model.full_vectors(graph, item_text, interest)
-            return evaluate_full_ranking(
-                lambda ub: model.score_many(uv[ub], iv), nu, ni, (split.train,), split.valid, device=dev
-            )
-
-    def evaluate_at(alpha: float | None) -> dict[str, float]:
-        """Valid metrics of the model, or of a halved model at text share ``alpha``."""
+    def evaluate_at(alphas: Sequence[float | None]) -> list[dict[str, float]]:
         model.eval()
-        if alpha is not None:
-            model.set_text_mix(alpha)
-        m = evaluate_mix()
-        if alpha is not None:
+        out = valid_at_mixes(model, graph, split, item_text, interest, alphas)
+        if halved:
             model.set_text_mix(0.5)
         model.train()
-        return m
+        return out
 
     # each part stops on its own validation: alpha 0 scores the graph half alone, 1 the fused half
     def views_of(i: int) -> Callable[[], dict[str, Tensor]]:
@@ -293,8 +283,7 @@ def train_recommender(
             bar.set_postfix(loss=f"{total / max(len(batches), 1):.4f}", best_ndcg=f"{keepers[-1].best['ndcg@10']:.4f}")
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or elapsed > cfg.max_seconds:
             m: dict[str, float] = {}
-            for keeper, alpha in zip(keepers, alphas):
-                mk = evaluate_at(alpha)
+            for keeper, mk in zip(keepers, evaluate_at(alphas)):
                 keeper.offer(mk, epoch)
                 m |= mk if keeper is keepers[-1] else {f"{keeper.name}_ndcg@10": mk["ndcg@10"]}
             m["epoch"] = float(epoch)
@@ -314,13 +303,85 @@ def train_recommender(
     for keeper in keepers:
         keeper.restore()
     best = keepers[-1].best
-    if halved:  # the text share that validates best, the halves at their own best epochs
-        best = max((evaluate_at(a) | {"text_mix": a} for a in TEXT_MIX_GRID), key=lambda r: r["ndcg@10"])
-        best |= {f"{k.name}_epoch": float(k.epoch) for k in keepers}
-        model.set_text_mix(best["text_mix"])
     model.eval()
+    if halved:  # the text share that validates best, the halves at their own best epochs
+        best = mix_on_valid(model, graph, split, item_text, interest)
+        best |= {f"{k.name}_epoch": float(k.epoch) for k in keepers}
+        best |= {f"{k.name}_ndcg@10": k.best["ndcg@10"] for k in keepers}
     best_epoch = max(k.epoch for k in keepers)
     return TrainResult(best_epoch, best, epoch, time.perf_counter() - t0, history, stopped)
+
+
+@torch.no_grad()
+def valid_at_mixes(
+    model: FusedRecommender,
+    graph: InteractionGraph | None,
+    split: Split,
+    item_text: Tensor,
+    interest: Tensor,
+    alphas: Sequence[float | None],
+) -> list[dict[str, float]]:
+    """Valid metrics of the model (``None``), or of a halved model at each text share in ``alphas``,
+    from one propagation: only the head's mixing depends on the share. Leaves the last share set."""
+    dev = model.user_emb.device
+    item_text, interest = item_text.to(dev), interest.to(dev)
+    h_u, h_i = model.graph_rows(graph, item_text)
+    out = []
+    for alpha in alphas:
+        if alpha is not None:
+            model.set_text_mix(alpha)
+        uv, iv = model.vectors_from(h_u, h_i, item_text, interest)
+        out.append(evaluate_full_ranking(
+            lambda ub, uv=uv, iv=iv: model.score_many(uv[ub], iv),  # type: ignore[misc]
+            split.n_users, split.n_items, (split.train,), split.valid, device=dev,
+        ))
+    return out
+
+
+def mix_on_valid(
+    model: FusedRecommender, graph: InteractionGraph | None, split: Split, item_text: Tensor, interest: Tensor
+) -> dict[str, float]:
+    """Set a halved model's ``text_mix`` to the share on ``TEXT_MIX_GRID`` with the best valid
+    NDCG@10; return that share's valid metrics with ``text_mix``."""
+    by_mix = valid_at_mixes(model, graph, split, item_text, interest, TEXT_MIX_GRID)
+    best = max((m | {"text_mix": a} for a, m in zip(TEXT_MIX_GRID, by_mix)), key=lambda r: r["ndcg@10"])
+    model.set_text_mix(best["text_mix"])
+    return best
+
+
+def best_halves(fits: Sequence[Fitted], split: Split) -> Fitted:
+    """Of halved models trained at different temperatures, the pairing of one run's graph half with
+    another's (or its own) fused half, and the text share, with the best valid NDCG@10.
+
+    The halves share no weight, so each can come from its own run: the temperature that suits the
+    text need not suit the graph. Every run as it was is among the pairings, so the pick validates at
+    least as well as the best single run. Returns that run holding the chosen graph half."""
+    def graph_half(f: Fitted) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in f.model.part_views()[0][1].items()}
+
+    def put(f: Fitted, half: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            for name, dst in f.model.part_views()[0][1].items():
+                dst.copy_(half[name].to(dst.device))
+
+    halves = [graph_half(f) for f in fits]
+    best: tuple[float, int, int, dict[str, float]] | None = None
+    for j, f in enumerate(fits):
+        for i in range(len(fits)):
+            put(f, halves[i])
+            m = mix_on_valid(f.model, f.graph, split, f.item_text, f.interest)
+            if best is None or m["ndcg@10"] > best[0]:
+                best = (m["ndcg@10"], i, j, m)
+        put(f, halves[j])
+    assert best is not None, "no run to pick from"
+    _, i, j, metrics = best
+    g, f = fits[i], fits[j]
+    put(f, halves[i])
+    f.model.set_text_mix(metrics["text_mix"])
+    keep = {k: v for k, v in f.result.best_valid.items() if k.startswith("fused_")}
+    graph = {k: g.result.best_valid[k] for k in ("graph_ndcg@10", "graph_epoch") if k in g.result.best_valid}
+    f.result.best_valid = metrics | keep | graph | {"graph_tau": g.model.cfg.tau}
+    return f
 
 
 def pair_scores(model: FusedRecommender, uv: Tensor, iv: Tensor) -> Tensor:

@@ -30,6 +30,11 @@ _TAU = typer.Option(
     f"({','.join(map(str, AUTO_TAUS))}). With several, one model is trained per value and the one with the "
     "best valid NDCG@10 is kept.",
 )
+_EPOCHS = typer.Option(
+    None, "--epochs",
+    help="Upper bound on epochs (default: the trainer's, 400); training stops sooner when every part of the "
+    "model has run out of patience on valid NDCG@10, or at --max-seconds.",
+)
 _GRAPH_HALF = typer.Option(
     True, "--graph-half/--no-graph-half",
     help="fused: train a graph-only half beside the fused one and mix them by the share valid NDCG@10 picks.",
@@ -50,14 +55,15 @@ def parse_taus(text: str) -> tuple[float, ...]:
 
 
 def _spec(
-    epochs: int, dim: int, layers: int, tau: str, loss: str, lr: float, text_in_graph: bool, max_seconds: float,
-    graph_half: bool = True,
+    epochs: int | None, dim: int, layers: int, tau: str, loss: str, lr: float, text_in_graph: bool,
+    max_seconds: float, graph_half: bool = True,
 ) -> object:
     from socrec_online.eval.harness import ModelSpec
+    from socrec_online.models.early_stop import MAX_EPOCHS
 
     taus = parse_taus(tau)
     return ModelSpec(
-        dim=dim, n_layers=layers, tau=taus[0], taus=taus, loss=loss, epochs=epochs, lr=lr,
+        dim=dim, n_layers=layers, tau=taus[0], taus=taus, loss=loss, epochs=epochs or MAX_EPOCHS, lr=lr,
         text_in_graph=text_in_graph, max_seconds=max_seconds, graph_half=graph_half,
     )
 
@@ -81,7 +87,7 @@ def bench_quality_cmd(
         "popularity,river_mf,lightgcn,text_only,additive,fused", "--models", help="Comma-separated model names."
     ),
     seed: int = _SEED,
-    epochs: int = typer.Option(100, "--epochs", help="Max epochs (early stopping on valid NDCG@10)."),
+    epochs: int | None = _EPOCHS,
     dim: int = typer.Option(128, "--dim", help="Embedding width (128 measured best on LastFM)."),
     layers: int = typer.Option(2, "--layers"),
     tau: str = _TAU,
@@ -117,7 +123,7 @@ def evaluate_cmd(
     model: str = typer.Option("fused", "--model", help="popularity | river_mf | lightgcn | text_only | additive | fused"),
     snapshot: Path | None = _SNAPSHOT,
     seed: int = _SEED,
-    epochs: int = typer.Option(100, "--epochs"),
+    epochs: int | None = _EPOCHS,
     tau: str = _TAU,
     out: Path | None = _EVAL_OUT,
 ) -> None:
@@ -183,7 +189,7 @@ def train_cmd(
     snapshot_dir: Path | None = _SNAPSHOT_DIR,
     promote: bool = typer.Option(False, "--promote/--no-promote", help="Make the new snapshot CURRENT."),
     seed: int = _SEED,
-    epochs: int = typer.Option(100, "--epochs"),
+    epochs: int | None = _EPOCHS,
     dim: int = typer.Option(128, "--dim", help="Embedding width (128 measured best on LastFM)."),
     layers: int = typer.Option(2, "--layers"),
     tau: str = _TAU,
@@ -197,6 +203,7 @@ def train_cmd(
 
     from socrec_online.data import load_dataset
     from socrec_online.eval.harness import make_split, select_tau, test_metrics
+    from socrec_online.models.early_stop import MAX_EPOCHS
     from socrec_online.models.recommender import RecommenderConfig, save_recommender
     from socrec_online.models.text_cache import cache_name, load_item_text
     from socrec_online.models.train import Fitted, TrainConfig, fit
@@ -206,6 +213,7 @@ def train_cmd(
     ds = load_dataset(dataset, data_dir, seed=seed)
     split = make_split(ds, protocol, seed, split_dir)
     item_text, _ = load_item_text(cache_name(dataset, data_dir), ds.item_text)
+    epochs = epochs or MAX_EPOCHS
     tcfg = TrainConfig(epochs=epochs, loss=loss, lr=lr, seed=seed, device=_device(), max_seconds=max_seconds)  # type: ignore[arg-type]
 
     def fit_at(t: float) -> Fitted:
@@ -216,7 +224,7 @@ def train_cmd(
         return fit(ds, split, mcfg, tcfg, item_text=item_text,
                    encode=lambda x: load_item_text(cache_name(dataset, data_dir), x)[0])
 
-    fitted, by_tau = select_tau(fit_at, parse_taus(tau))
+    fitted, by_tau = select_tau(fit_at, parse_taus(tau), split)
     model = fitted.model.cpu()  # score and save on cpu whatever it trained on
     with torch.no_grad():
         uv, iv = model.full_vectors(fitted.graph, fitted.item_text.cpu(), fitted.interest.cpu())
@@ -227,7 +235,8 @@ def train_cmd(
         "best_epoch": fitted.result.best_epoch,
         "tau": model.cfg.tau,
         "valid_ndcg@10_by_tau": by_tau,
-    } | ({"text_mix": model.cfg.text_mix} if model.cfg.halved else {})
+    } | ({"text_mix": model.cfg.text_mix, "graph_tau": fitted.result.best_valid.get("graph_tau", model.cfg.tau)}
+         if model.cfg.halved else {})
     root = snapshot_dir or s.snapshot_dir
     info = save_recommender(
         root, model, ds.users.all_ids, ds.items.all_ids, metrics,
