@@ -13,6 +13,7 @@ from typing import Any
 from socrec_online.metrics import (
     ANN_ITEMS,
     EVENTS,
+    EVICTIONS,
     GRAPH_EDGES,
     GRAPH_NODES,
     ITEM_FRESHNESS,
@@ -42,6 +43,7 @@ ENGINE_SIDE: tuple[Any, ...] = (
     TEXTS_ENCODED,
     ANN_ITEMS,
     STATE_SKIPPED,
+    EVICTIONS,
 )
 _ENGINE_BY_NAME = {m._name: m for m in ENGINE_SIDE}
 _exported: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}

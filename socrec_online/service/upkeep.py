@@ -151,10 +151,15 @@ class Upkeep:
         """Evict the users and items the retention settings expire at event time ``now`` (default:
         the clock; ``service/retention.py``) from the raw and derived state; returns the deleted keys
         per table (None values: the worker writes them as deletions). Running it again changes
-        nothing."""
+        nothing. Counts what it evicted in ``socrec_evictions_total{kind}``: a user once, whether their
+        activity value, their follows value or both went."""
         self.slot.apply_pending(self.store)
         act, soc, items = expired(self.store, self.store.now(now))
-        return self._remove(act, soc, items).deletions()
+        removed = self._remove(act, soc, items)
+        if removed:
+            metrics.EVICTIONS.labels(kind="users").inc(len({*removed.activity, *removed.social}))
+            metrics.EVICTIONS.labels(kind="items").inc(len(removed.items))
+        return removed.deletions()
 
     def _remove(self, activity: list[str], social: list[str], items: list[str], d: BatchDelta | None = None) -> Removed:
         """Remove these keys' values; derive again what they fed (or leave it to the caller's ``d``)."""
