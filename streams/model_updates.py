@@ -114,9 +114,7 @@ class ModelUpdates:
     async def catch_up(self) -> None:
         """Serve CURRENT if it moved between the engine's start and this consumer's."""
         cur = current(self.settings.snapshot_dir)
-        engine = self.pipeline.engine
-        pending = getattr(engine, "_pending", None)  # loaded at start, attached on the first batch
-        serving = pending[1] if pending else getattr(engine, "model_version", None)
+        serving = self.pipeline.engine.next_model_version  # loaded at start, attached on the first call
         if cur is not None and cur != serving:
             await self.apply({"version": cur})
 
