@@ -165,7 +165,8 @@ class Upkeep:
         """Remove these keys' values; derive again what they fed (or leave it to the caller's ``d``)."""
         st = self.store
         own = d is None
-        d = d if d is not None else BatchDelta(latest=st.clock)
+        if d is None:  # a model that follows the graph is told the edges that went
+            d = BatchDelta(latest=st.clock, changes=GraphChanges() if self.slot.learns_batches else None)
         removed = remove(st, d, activity, social, items)
         if not removed:
             return removed
