@@ -23,6 +23,7 @@ from socrec_online.metrics import (
     SNAPSHOT_REJECTED,
     STAGE_SECONDS,
     STATE_SKIPPED,
+    STATE_TRIMMED,
     TEXT_CACHE_HITS,
     TEXT_CACHE_MISSES,
     TEXTS_ENCODED,
@@ -43,6 +44,7 @@ ENGINE_SIDE: tuple[Any, ...] = (
     TEXTS_ENCODED,
     ANN_ITEMS,
     STATE_SKIPPED,
+    STATE_TRIMMED,
     EVICTIONS,
 )
 _ENGINE_BY_NAME = {m._name: m for m in ENGINE_SIDE}
