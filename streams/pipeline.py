@@ -23,10 +23,11 @@ retried and, if it persists, narrowed down to the events that fail alone, which 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -134,6 +135,16 @@ class Pipeline:
             if self._restore_pending and not before_restore:
                 raise NotReady("the engine is not restored from the tables yet")
             return await self._call(fn, *args)
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+        """Between two batches for the whole block, the last batch's outputs written: no batch and no
+        other between-batch call runs until it ends (a state dump, a rewrite of the tables). Yields
+        the block's way to call the engine (on its thread: ``between_batches`` would wait on the
+        block itself)."""
+        async with self._lock:
+            await self.quiesce()
+            yield self._call
 
     async def restore(self) -> None:
         async with self._lock:
