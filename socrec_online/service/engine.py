@@ -15,7 +15,8 @@ The engine is its public methods over parts, one concern each:
   rules in ``service/retention.py``)
 * the ANN index (``service/ann.py``), candidates, filters and evidence (``service/candidates.py``),
   scoring (``service/scoring.py``), reasons (``service/reasons.py``), who-to-follow
-  (``service/who_to_follow.py``) and the serving-model slot (``service/model_slot.py``).
+  (``service/who_to_follow.py``), the serving-model slot (``service/model_slot.py``) and what
+  each user was last shown, for the online hit ratio (``service/shown.py``).
 
 Zero-shot model (``model_version == "zero-shot"``) until a snapshot is loaded; then the score is
 the fused head's logit (``service/fused.py``) and the candidates, filters and reasons stay.
