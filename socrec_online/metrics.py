@@ -186,6 +186,16 @@ STATE_TRIMMED = Counter(
     ["table"],
     registry=REGISTRY,
 )
+EVICTIONS = Counter(
+    "socrec_evictions_total",
+    "Users and items the retention sweep evicted (their table values deleted), by kind (users, items): a user "
+    "once, whether their activity value, their follows value or both went. Deletions taken over from another "
+    "worker's sweep are counted by that worker only.",
+    ["kind"],
+    registry=REGISTRY,
+)
+for _kind in ("users", "items"):  # both series exist from the start: the dashboard shows 0, not "no data"
+    EVICTIONS.labels(kind=_kind)
 BREAKER_TRIPS = Counter(
     "socrec_breaker_trips_total",
     "Micro-batches the engine failed on breaker_failures times in a row: their events were then applied one by "

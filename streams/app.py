@@ -144,3 +144,24 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     if not settings.broker_caps.prompt_fetch:
         app.transport = _ShortFetchTransport(app.conf.broker_consumer, app)
     return app
+
+
+async def stream_fetch_max_wait_ms(app: faust.App) -> int:
+    """How long (ms) the broker may hold a fetch of ``app``'s stream consumer: the aiokafka consumer
+    the worker starts, built the same way (not started: no broker needed) and read back. Short
+    (``EMBEDDED_FETCH_MAX_WAIT_MS``) on a broker that holds every fetch that long (Tansu), Faust's
+    own 1500 ms where the broker answers as soon as data arrives. Call it from the event loop; the
+    app's own consumer is left alone (a twin of it is built, and closed)."""
+
+    async def no_op(_partitions: Any) -> None:
+        return None
+
+    twin: Any = app.transport.create_consumer(
+        callback=app.topics.on_message, on_partitions_revoked=no_op, on_partitions_assigned=no_op
+    )
+    client = twin._thread._create_worker_consumer(app.transport)
+    try:
+        return int(client._fetch_max_wait_ms)
+    finally:
+        await client.stop()
+        twin._thread.thread_loop.close()  # never started: nothing else closes the thread's loop

@@ -39,10 +39,9 @@ def install_ready_route() -> Readiness:
 
 async def state_dump(pipeline: Any) -> dict[str, Any]:
     """The worker's table state and engine counts, between batches (plain JSON data)."""
-    async with pipeline._lock:
-        await pipeline.quiesce()  # the last batch's table writes are done too
+    async with pipeline.paused() as call:  # the last batch's table writes are done too
         tables = snapshot_tables(pipeline.tables)
-        engine = await pipeline._call(pipeline.engine.stats)
+        engine = await call(pipeline.engine.stats)
     return {
         "pid": os.getpid(),
         "tables": tables,

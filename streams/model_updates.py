@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -29,6 +29,9 @@ from socrec_online.settings import Settings
 from socrec_online.snapshot import SnapshotError, current, is_version, verify_snapshot
 from streams.app import kafka_client_kwargs
 from streams.topics import MODEL_UPDATES, topic_name
+
+if TYPE_CHECKING:
+    from streams.pipeline import Pipeline
 
 log = logging.getLogger("socrec.model_updates")
 ANNOUNCE_KEY = b"model"
@@ -65,7 +68,7 @@ async def announce(
 class ModelUpdates:
     """Follows ``model-updates`` for one worker and swaps its engine's model between batches."""
 
-    def __init__(self, settings: Settings, pipeline: Any) -> None:
+    def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.applied: list[str] = []
@@ -91,8 +94,9 @@ class ModelUpdates:
         try:
             # staged: the engine copies its graph, builds the new scorer on a thread while batches go
             # on, and swaps it in at the start of a later call (between batches)
-            staged = await self._between_batches(engine.stage_snapshot, str(path))
-            while (got := await self._between_batches(engine.swap_outcome, staged)) is None:
+            between = self.pipeline.between_batches
+            staged = await between(engine.stage_snapshot, str(path), before_restore=True)
+            while (got := await between(engine.swap_outcome, staged, before_restore=True)) is None:
                 await asyncio.sleep(SWAP_POLL_S)
         except SnapshotError as e:  # refused by the engine (in this process or its own): counted there
             self._refused(version, e.reason.value)
@@ -102,10 +106,6 @@ class ModelUpdates:
         log.info("now serving model %s", got)
         return str(got)
 
-    async def _between_batches(self, fn: Any, *args: Any) -> Any:
-        async with self.pipeline._lock:  # no batch sees half a swap
-            return await self.pipeline._call(fn, *args)
-
     def _refused(self, version: str, why: str) -> None:
         self.refused.append(version)
         log.warning("refused snapshot %s (%s): still serving %s", version, why,
@@ -114,9 +114,7 @@ class ModelUpdates:
     async def catch_up(self) -> None:
         """Serve CURRENT if it moved between the engine's start and this consumer's."""
         cur = current(self.settings.snapshot_dir)
-        engine = self.pipeline.engine
-        pending = getattr(engine, "_pending", None)  # loaded at start, attached on the first batch
-        serving = pending[1] if pending else getattr(engine, "model_version", None)
+        serving = self.pipeline.engine.next_model_version  # loaded at start, attached on the first call
         if cur is not None and cur != serving:
             await self.apply({"version": cur})
 
@@ -157,7 +155,7 @@ class ModelUpdates:
                 await consumer.stop()
 
 
-def register_model_updates(app: Any, settings: Settings, pipeline: Any) -> ModelUpdates:
+def register_model_updates(app: Any, settings: Settings, pipeline: Pipeline) -> ModelUpdates:
     """Run the follower as a task of the worker's Faust app (started and cancelled with it)."""
     follower = ModelUpdates(settings, pipeline)
 

@@ -256,8 +256,7 @@ async def rewind(consumer: Any, tp: Any, offset: int) -> None:
 
 async def republish(pipeline: Any) -> int:
     """Write every table value to its changelog again, between two batches; returns how many."""
-    async with pipeline._lock:
-        await pipeline.quiesce()
+    async with pipeline.paused():
         n = 0
         written: list[str] = []
         for name, table in pipeline.tables.items():

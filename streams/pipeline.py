@@ -23,10 +23,11 @@ retried and, if it persists, narrowed down to the events that fail alone, which 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -125,13 +126,25 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    async def between_batches(self, fn: Callable[..., T], *args: Any) -> T:
-        """One engine call (the read API's) between two batches, never in the middle of one; raises
-        ``NotReady`` before the engine is first restored from the tables."""
+    async def between_batches(self, fn: Callable[..., T], *args: Any, before_restore: bool = False) -> T:
+        """One engine call between two batches, never in the middle of one (the read API's, a model
+        swap's: no batch sees half a swap). Raises ``NotReady`` before the engine is first restored
+        from the tables, unless ``before_restore``: a hot swap may be staged on the empty engine (the
+        restore marks its build stale, and it is built again on the restored graph)."""
         async with self._lock:
-            if self._restore_pending:
+            if self._restore_pending and not before_restore:
                 raise NotReady("the engine is not restored from the tables yet")
             return await self._call(fn, *args)
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+        """Between two batches for the whole block, the last batch's outputs written: no batch and no
+        other between-batch call runs until it ends (a state dump, a rewrite of the tables). Yields
+        the block's way to call the engine (on its thread: ``between_batches`` would wait on the
+        block itself)."""
+        async with self._lock:
+            await self.quiesce()
+            yield self._call
 
     async def restore(self) -> None:
         async with self._lock:

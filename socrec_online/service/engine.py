@@ -10,11 +10,13 @@ The engine is its public methods over parts, one concern each:
 * ``apply``: one function per event type over a shared ``BatchDelta`` (``service/apply.py``);
   ``upsert`` and ``restore`` fill the same from table values (``service/tables_in.py``)
 * ``derive``: text vectors, interests, the k-hop social tower, formulas there (``service/derive.py``)
-* ``retention``: the event-time sweep that evicts inactive users and old items, and the
-  compaction that reclaims their rows (``service/retention.py``)
+* ``upkeep``: the store and the parts over it, and the verbs that rewrite the state other than
+  by events: restore, upsert, the retention sweep and the compaction (``service/upkeep.py``,
+  rules in ``service/retention.py``)
 * the ANN index (``service/ann.py``), candidates, filters and evidence (``service/candidates.py``),
   scoring (``service/scoring.py``), reasons (``service/reasons.py``), who-to-follow
-  (``service/who_to_follow.py``) and the serving-model slot (``service/model_slot.py``).
+  (``service/who_to_follow.py``), the serving-model slot (``service/model_slot.py``) and what
+  each user was last shown, for the online hit ratio (``service/shown.py``).
 
 Zero-shot model (``model_version == "zero-shot"``) until a snapshot is loaded; then the score is
 the fused head's logit (``service/fused.py``) and the candidates, filters and reasons stay.
@@ -25,9 +27,7 @@ Not thread-safe: one engine per worker, called from one thread at a time.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -42,31 +42,16 @@ from socrec_online.service.ann import AnnIndex
 from socrec_online.service.apply import apply_event, fan_out, table_updates
 from socrec_online.service.arrays import normalise
 from socrec_online.service.batch import BatchDelta, BatchResult, GraphChanges
-from socrec_online.service.derive import derive, embed_texts, rebuild_all, rebuild_eng_rows
-from socrec_online.service.heap import freeze_long_lived
 from socrec_online.service.model_slot import ModelSlot, load_current_model
 from socrec_online.service.protocols import ServingModel, TextEncoderLike
 from socrec_online.service.reasons import Reasons, words
 from socrec_online.service.rec_id import rec_id
-from socrec_online.service.retention import (
-    Removed,
-    compact_into,
-    expired,
-    needs_compaction,
-    next_sweep_at,
-    remove,
-)
 from socrec_online.service.scoring import Scorer
 from socrec_online.service.sentiment import vader_sentiment
-from socrec_online.service.state import ActivityState, ItemState, Position, SocialState, load_tables
+from socrec_online.service.shown import ShownLists
+from socrec_online.service.state import ActivityState, ItemState, Position, SocialState
 from socrec_online.service.store import Store
-from socrec_online.service.tables_in import (
-    report_skipped,
-    restore_raw,
-    upsert_activity,
-    upsert_items,
-    upsert_social,
-)
+from socrec_online.service.upkeep import Upkeep
 from socrec_online.service.who_to_follow import users_to_follow
 from socrec_online.settings import Settings
 from socrec_online.types import SCHEMA_VERSION, ZERO_SHOT_VERSION, ItemId, UserId
@@ -79,11 +64,6 @@ __all__ = [
     "set_service_torch_threads",
     "vader_sentiment",
 ]
-
-log = logging.getLogger(__name__)
-
-MAX_LAST_RECS = 200_000
-"""Users whose last published list is remembered (for the online hit ratio)."""
 
 
 class Engine:
@@ -103,9 +83,8 @@ class Engine:
         self.dim = int(text_encoder.dim)
         self.sentiment = sentiment or vader_sentiment()
         self.slot = ModelSlot(model, model_version)  # a given model attaches on the first call
-        self._hit_window: deque[bool] = deque(maxlen=2000)
-        self._last_recs: OrderedDict[str, frozenset[str]] = OrderedDict()
-        self._reset()
+        self.shown = ShownLists()
+        self.upkeep = Upkeep(settings, text_encoder, self.device, self.slot, forget=self.shown.forget)
         metrics.set_model_version(self.model_version)
 
     @classmethod
@@ -123,13 +102,24 @@ class Engine:
         model, version = load_current_model(settings, encoder)
         return cls(settings, encoder, model=model, model_version=version)
 
-    def _reset(self) -> None:
-        self.store = Store(self.settings, self.dim, self.device)
-        self.ann = AnnIndex(self.store)
-        self.scorer = Scorer(self.store, self.ann)
-        self.reasons = Reasons(self.store, self.scorer.item_vecs)
-
     # ------------------------------------------------------------------ state, read-only views
+    @property
+    def store(self) -> Store:
+        """Raw state and the row-aligned arrays (a restore or compaction replaces it: read it anew)."""
+        return self.upkeep.store
+
+    @property
+    def ann(self) -> AnnIndex:
+        return self.upkeep.ann
+
+    @property
+    def scorer(self) -> Scorer:
+        return self.upkeep.scorer
+
+    @property
+    def reasons(self) -> Reasons:
+        return self.upkeep.reasons
+
     @property
     def model(self) -> ServingModel | None:
         return self.slot.model
@@ -192,12 +182,9 @@ class Engine:
         counts what was published), and nothing else the worker keeps or publishes changes."""
         if not self.store.knows_user(user_id):
             return None
-        shown = self._last_recs.get(user_id)
+        shown = self.shown.last(user_id)
         payloads = self.recommend_many([user_id], who_to_follow=kind == "users")
-        if shown is None:
-            self._last_recs.pop(user_id, None)
-        else:
-            self._last_recs[user_id] = shown
+        self.shown.put_back(user_id, shown)
         return next(p for p in payloads if p["kind"] == kind)
 
     def answer_now(self, user_id: str, text: str, k: int | None = None) -> dict[str, Any] | None:
@@ -234,13 +221,11 @@ class Engine:
                 apply_event(st, d, ev, idx, positions[idx] if positions is not None else None, self.sentiment)
         st.advance_clock(d.latest)
         for uid, item in d.clicks:
-            recs = self._last_recs.get(uid)
-            if recs is not None:
-                self._hit_window.append(item in recs)
+            self.shown.clicked(uid, item)
         with metrics.stage("embed"):
             for u in d.act_keys:
                 st.user_last_ts[st.users.row(u)] = st.activity[u].last_ts
-            self._derive(d)
+            self.upkeep.derive(d)
         res = d.result
         fan_out(st, d, self.settings.fanout_max_users)
         res.touched_users = list(d.touched)
@@ -248,30 +233,19 @@ class Engine:
         wtf = {st.users.id(r) for r in d.follow_changed} | {st.users.id(r) for r in d.profiles}
         res.who_to_follow_users = [u for u in d.touched if u in wtf]
         res.table_updates = table_updates(st, d, self.settings.max_table_value_bytes)
-        if st.clock >= st.next_sweep:
-            st.next_sweep = next_sweep_at(st.clock, self.settings.retention_sweep_s)
-            for table, gone in self.expire().items():
-                res.table_updates.setdefault(table, {}).update(gone)
+        for table, gone in self.upkeep.sweep_if_due().items():
+            res.table_updates.setdefault(table, {}).update(gone)
         for (topic, what), n in d.outcomes.items():
             metrics.EVENTS.labels(topic=topic, outcome=what).inc(n)
         wall = time.time()
         for ts in d.fresh_items:
             if 0.0 <= wall - ts < 3600.0:  # live items only; a replayed dataset is not 'late'
                 metrics.ITEM_FRESHNESS.observe(wall - ts)
-        if self._hit_window:
-            metrics.ONLINE_HIT_RATIO.set(sum(self._hit_window) / len(self._hit_window))
+        hit_ratio = self.shown.hit_ratio()
+        if hit_ratio is not None:
+            metrics.ONLINE_HIT_RATIO.set(hit_ratio)
         self.store.update_graph_gauges()  # a sweep may have compacted the state into a new store
         return res
-
-    def _derive(self, d: BatchDelta) -> None:
-        """Derived state, the ANN index, reason caches and the attached model follow the delta."""
-        self.reasons.forget_items(d.items_changed)
-        derive(self.store, self.encoder, d)
-        self.ann.add(d.item_text)  # new and re-texted items (an edit is a tombstone and a new entry)
-        if d.changes is not None:
-            d.changes.item_ids = self.store.items.ids(d.item_text)
-            d.changes.item_rows = list(d.item_text)
-            self.slot.learn_batch(self.store, d.changes)
 
     # ------------------------------------------------------------------ scoring
     def recommend_many(
@@ -315,12 +289,10 @@ class Engine:
                 rs = reasons[bi]
                 r_rows, r_sc = top_rows[bi], scores[bi]
                 items = [{"id": ids(r_rows[j]), "score": r_sc[j], "reason": rs[j]} for j in range(len(rs))]
-                self._last_recs[uid] = frozenset(i["id"] for i in items)
+                self.shown.published(uid, (i["id"] for i in items))
                 out.append(self._payload(uid, wall, "items", items, src.get(uid)))
                 if users is not None and wtf_mask[bi]:
                     out.append(self._payload(uid, wall, "users", users[bi], src.get(uid)))
-            while len(self._last_recs) > MAX_LAST_RECS:
-                self._last_recs.popitem(last=False)
         return out
 
     def _payload(
@@ -402,107 +374,25 @@ class Engine:
             "model_version": self.model_version,
         }
 
-    # ------------------------------------------------------------------ retention
+    # ------------------------------------------------------------------ upkeep (``service/upkeep.py``)
     def expire(self, now: float | None = None) -> dict[str, dict[str, None]]:
-        """Evict the users and items the retention settings expire at event time ``now`` (default:
-        the clock; ``service/retention.py``) from the raw and derived state; returns the deleted keys
-        per table (None values: the worker writes them as deletions). Running it again changes
-        nothing. ``learn_many`` calls it every ``retention_sweep_s`` of event time."""
-        self.slot.apply_pending(self.store)
-        act, soc, items = expired(self.store, self.store.now(now))
-        return self._remove(act, soc, items).deletions()
-
-    def _remove(self, activity: list[str], social: list[str], items: list[str], d: BatchDelta | None = None) -> Removed:
-        """Remove these keys' values; derive again what they fed (or leave it to the caller's ``d``)."""
-        st = self.store
-        own = d is None
-        d = d if d is not None else BatchDelta(latest=st.clock)
-        removed = remove(st, d, activity, social, items)
-        if not removed:
-            return removed
-        self.ann.remove(removed.item_rows)
-        for uid in (*removed.activity, *removed.social):
-            self._last_recs.pop(uid, None)
-        if own:
-            with metrics.stage("embed"):
-                self._derive(d)
-            self._compact_if_due()
-        return removed
-
-    def _compact_if_due(self) -> None:
-        if needs_compaction(self.store):
-            self.compact()
-        self.store.update_graph_gauges()
+        """Evict what retention expires at event time ``now`` (default: the clock); the deleted keys
+        per table. ``learn_many`` calls it every ``retention_sweep_s`` of event time."""
+        return self.upkeep.expire(now)
 
     def compact(self) -> None:
-        """Move the live state into a fresh store: rows renumbered as a restore numbers them, text
-        vectors carried over (nothing is encoded again), the rest derived again; the rows of evicted
-        keys are reclaimed. Scores stay those of an engine restored from the same live values."""
-        old = self.store
-        self._reset()
-        with metrics.stage("embed"):
-            compact_into(old, self.store)
-            del old
-            self.ann.add()
-        self.store.update_graph_gauges()
-        self.slot.attach(self.store)
-        freeze_long_lived()
+        """Reclaim the rows of evicted keys into a fresh store; scores stay those of a restore."""
+        self.upkeep.compact()
 
-    # ------------------------------------------------------------------ restore / upsert / model swap
     def restore(self, tables: Mapping[str, Mapping[str, Any]]) -> None:
-        """Rebuild all state and every derived embedding from table contents (replaces current state).
-
-        Never raises on a table value: one that does not parse is left out, and an engagement naming
-        an item not in the catalogue is kept in the user's state but left out of the derived state;
-        both are counted (``socrec_state_values_skipped_total``) and logged in one line.
-        """
-        self._reset()
-        st = self.store
-        loaded = load_tables(tables, self.settings.dedup_ids_per_key)
-        profiles, comments = restore_raw(st, loaded)
-        item_texts = {r: st.item_state[st.items.id(r)].text for r in range(len(st.items))}
-        with metrics.stage("embed"):
-            embed_texts(st, self.encoder, item_texts, profiles, comments)
-            unknown = rebuild_eng_rows(st, [st.users.row(uid) for uid in st.activity])
-            rebuild_all(st)
-            self.ann.add()
-        st.update_graph_gauges()
-        self.slot.attach(st)  # the model's own graph is derived state too
-        report_skipped("restore", loaded.malformed, unknown)
-        freeze_long_lived()  # the rebuilt state lives long: full collections stop rescanning it
+        """Rebuild all state and every derived embedding from table contents (replaces current state)."""
+        self.upkeep.restore(tables)
 
     def upsert(self, values: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
-        """Take over table values another worker wrote (keys of partitions this worker does not own).
+        """Take over table values another worker wrote (None values: its deletions); counts per table."""
+        return self.upkeep.upsert(values)
 
-        With several workers each applies only its partitions' events, but scoring needs the whole
-        graph, catalogue and the neighbours' interests. Every worker reads the others' changelogs
-        (``streams.mirror``) and hands the latest full values here: the raw state is replaced, and
-        only what it feeds is derived again (texts that changed, engagements, interests, the k-hop
-        social tower, the ANN index). A value seen twice changes nothing. Publishes nothing: the
-        worker that applied the event scored its users. A ``None`` value (a deletion: the owner
-        evicted the key) removes the key like a retention sweep does.
-        """
-        st = self.store
-        self.slot.apply_pending(st)
-        gone = {t: [k for k, v in kv.items() if v is None] for t, kv in values.items()}
-        loaded = load_tables(values, self.settings.dedup_ids_per_key)
-        d = BatchDelta(latest=st.clock, changes=GraphChanges() if self.slot.learns_batches else None)
-        n = {
-            "items": upsert_items(st, d, loaded.items),
-            "social": upsert_social(st, d, loaded.social),
-            "activity": upsert_activity(st, d, loaded.activity),
-        }
-        removed = self._remove(gone.get("activity", []), gone.get("social", []), gone.get("items", []), d)
-        n["items"] += len(removed.items)
-        n["social"] += len(removed.social)
-        n["activity"] += len(removed.activity)
-        st.advance_clock(d.latest)
-        with metrics.stage("embed"):
-            self._derive(d)
-        self._compact_if_due()
-        report_skipped("upsert", loaded.malformed, 0)
-        return n
-
+    # ------------------------------------------------------------------ model swap
     def load_snapshot(self, path: str) -> str:
         """Verify, load and attach the snapshot at ``path`` now, and serve it; returns its version.
 

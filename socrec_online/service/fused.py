@@ -188,7 +188,7 @@ def capture_graph(engine: GraphView) -> GraphCopy:
     users, items = [], []
     for uid, act in engine.activity.items():
         for iid, e in act.recent.items():
-            if e[0] > 0 and iid in engine.items:
+            if e[0] > 0 and iid in engine.item_state:  # not an evicted item (its row waits for a compaction)
                 users.append(uid)
                 items.append(iid)
     src, dst = [], []

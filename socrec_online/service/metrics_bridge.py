@@ -13,6 +13,7 @@ from typing import Any
 from socrec_online.metrics import (
     ANN_ITEMS,
     EVENTS,
+    EVICTIONS,
     GRAPH_EDGES,
     GRAPH_NODES,
     ITEM_FRESHNESS,
@@ -22,6 +23,7 @@ from socrec_online.metrics import (
     SNAPSHOT_REJECTED,
     STAGE_SECONDS,
     STATE_SKIPPED,
+    STATE_TRIMMED,
     TEXT_CACHE_HITS,
     TEXT_CACHE_MISSES,
     TEXTS_ENCODED,
@@ -42,6 +44,8 @@ ENGINE_SIDE: tuple[Any, ...] = (
     TEXTS_ENCODED,
     ANN_ITEMS,
     STATE_SKIPPED,
+    STATE_TRIMMED,
+    EVICTIONS,
 )
 _ENGINE_BY_NAME = {m._name: m for m in ENGINE_SIDE}
 _exported: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}

@@ -58,6 +58,9 @@ class WorkerEngine(Protocol):
     @property
     def model_version(self) -> str: ...
 
+    @property
+    def next_model_version(self) -> str: ...
+
     def step(
         self, events: Sequence[Event], now: float | None = None, positions: Sequence[Position | None] | None = None
     ) -> dict[str, Any]: ...

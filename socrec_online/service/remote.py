@@ -215,6 +215,13 @@ class RemoteEngine:
             return self._read()
 
     # ------------------------------------------------------------------ the worker's API
+    @property
+    def next_model_version(self) -> str:
+        """The version served from the next call on: the child reports its engine's
+        ``next_model_version`` at start (a snapshot found then attaches on the first call) and the
+        version it serves after every call, when nothing is pending any more."""
+        return self.model_version
+
     def knows_item(self, item_id: str | None) -> bool:
         """Answered here, from the item table's keys, so holding a click costs no round trip."""
         return item_id in self._known_items

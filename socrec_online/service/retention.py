@@ -14,10 +14,11 @@ retained item; it goes with its last follower.
 
 Rows never change meaning between two compactions: an evicted key's row stays, made inert (no
 engagements, no interest, no edges, an item never a candidate), so the engine scores exactly like
-one restored from the live values. The rows of evicted keys that nothing names any more are dead;
-once they pass ``COMPACT_FRACTION`` of all rows, ``compact`` moves the live values into a fresh
-store (rows renumbered as a restore numbers them, text vectors carried over, not encoded again):
-memory is bounded by the live keys, amortised.
+one restored from the live values; an attached model that follows the graph is handed the edges
+that went (``d.changes``), as after a batch. The rows of evicted keys that nothing names any more
+are dead; once they pass ``COMPACT_FRACTION`` of all rows, ``compact`` moves the live values into
+a fresh store (rows renumbered as a restore numbers them, text vectors carried over, not encoded
+again): memory is bounded by the live keys, amortised.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from socrec_online.service.batch import BatchDelta
+from socrec_online.service.batch import BatchDelta, GraphChanges
 from socrec_online.service.derive import rebuild_all, rebuild_eng_rows
 from socrec_online.service.state import LoadedTables
 from socrec_online.service.store import Store
@@ -91,9 +92,12 @@ def expired(store: Store, now: float) -> tuple[list[str], list[str], list[str]]:
 
 def remove(store: Store, d: BatchDelta, activity: Iterable[str], social: Iterable[str], items: Iterable[str]) -> Removed:
     """Delete these values from the raw state and make their rows inert; ``d`` collects what the
-    derivation step must redo (``derive.derive``: engagements, interests, the social tower).
+    derivation step must redo (``derive.derive``: engagements, interests, the social tower) and,
+    when a model follows the graph (``d.changes``), the edges that went (``unlink``).
     Keys without a value are skipped (a removal seen twice changes nothing)."""
     out = Removed()
+    # users whose values this delta changed already (an upsert): their engagement arrays are not rebuilt yet
+    changed_before = set(d.eng_changed) if d.changes is not None else set()
     users_of = store.users
     named: set[str] = set()  # users whose last mention may have gone: their own, followees, authors
     for iid in items:
@@ -110,15 +114,19 @@ def remove(store: Store, d: BatchDelta, activity: Iterable[str], social: Iterabl
     if out.item_rows:  # their engagers' engagement arrays leave them out now, like a restore would
         nu = len(users_of)
         hit = np.isin(store.eng_item[:nu], np.asarray(out.item_rows, np.int64)).any(axis=1)
-        for row in np.nonzero(hit)[0].tolist():
-            if users_of.id(row) in store.activity:
-                d.eng_changed.add(row)
-                d.interest_dirty.add(row)
+        engagers = [r for r in np.nonzero(hit)[0].tolist() if users_of.id(r) in store.activity]
+        for row in engagers:
+            d.eng_changed.add(row)
+            d.interest_dirty.add(row)
         d.items_changed.update(out.item_rows)
+        if d.changes is not None:
+            unlink_items(store, d.changes, out.items, {*engagers, *changed_before})
     for uid in social:
         sst = store.social.pop(uid, None)
         if sst is None:
             continue
+        if d.changes is not None:  # the model keeps an edge another live user's follow still names
+            d.changes.follows.extend((uid, t, True) for t in sst.following)
         row = users_of.row(uid)
         for t in sst.following:
             store.set_edge(row, t, on=False)
@@ -128,8 +136,13 @@ def remove(store: Store, d: BatchDelta, activity: Iterable[str], social: Iterabl
         d.follow_changed.add(row)
         out.social.append(uid)
     for uid in activity:
-        if store.activity.pop(uid, None) is None:
+        ast = store.activity.pop(uid, None)
+        if ast is None:
             continue
+        if d.changes is not None:
+            for iid, e in ast.recent.items():
+                if e[0] > 0 and iid in store.items:
+                    d.changes.engaged[(uid, iid)] = 0.0
         row = users_of.row(uid)
         store.has_profile[row] = False
         store.profile_emb[row] = 0.0
@@ -145,6 +158,22 @@ def remove(store: Store, d: BatchDelta, activity: Iterable[str], social: Iterabl
     store.dead_users.update(unnamed(store, named))
     store.dead_items.update(out.items)
     return out
+
+
+def unlink_items(store: Store, changes: GraphChanges, items: list[str], engager_rows: Iterable[int]) -> None:
+    """The engagement edges to these (evicted) items, as removals in ``changes``: the model following
+    the graph drops them, as a restore leaves them out. ``engager_rows``: the users whose
+    engagement arrays name an item, plus those whose values the same delta changed (their arrays
+    are rebuilt after this)."""
+    gone = set(items)
+    for row in engager_rows:
+        uid = store.users.id(row)
+        ast = store.activity.get(uid)
+        if ast is None:
+            continue
+        for iid in gone.intersection(ast.recent):
+            if ast.recent[iid][0] > 0:
+                changes.engaged[(uid, iid)] = 0.0
 
 
 def unnamed(store: Store, cand: set[str]) -> list[str]:

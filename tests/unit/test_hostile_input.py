@@ -124,7 +124,7 @@ def path(encoder: Any) -> ServicePath:
 def _no_heap_freeze() -> Iterator[None]:
     """Every restore ends with a full garbage collection (service/heap.py): 0.2 s, and beside the point here."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("socrec_online.service.engine.freeze_long_lived", lambda: None)
+        mp.setattr("socrec_online.service.upkeep.freeze_long_lived", lambda: None)  # restore and compaction
         yield
 
 

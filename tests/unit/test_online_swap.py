@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _snapshots import publish_snapshot
 
 from socrec_online import metrics
 from socrec_online.data.synthetic import SyntheticConfig, generate
 from socrec_online.events import Follow, ItemPublished
-from socrec_online.online import BufferConfig, FinetuneConfig, OnlineConfig, OnlineLearner
 from socrec_online.settings import Settings
 from socrec_online.snapshot import SnapshotError
 
@@ -69,19 +69,8 @@ def _published(
     engine = Engine.from_settings(settings)
     engine.restore({})
     _learn(engine, events[:n_events], tables)
-    cfg = OnlineConfig(
-        buffer=BufferConfig(recent_size=1000, reservoir_size=0),
-        finetune=FinetuneConfig(steps=10, batch_pairs=128, amp="off"),
-        min_train_pairs=20,
-        gate_tolerance=1.0,
-        dim=16,
-    )
-    learner = OnlineLearner(cfg, settings.snapshot_dir, text_dim=engine.dim)
-    learner.learn_many(events[:n_events])
-    out = learner.finetune("events")
-    assert out.outcome == "published" and out.path
-    assert out.version is not None
-    return engine, events, out.path, out.version
+    path, version = publish_snapshot(settings.snapshot_dir, events[:n_events], engine.dim)
+    return engine, events, path, version
 
 
 def _scores(scorer: Any, engine: Any) -> torch.Tensor:

@@ -134,3 +134,33 @@ def test_deletions_cross_to_the_engine_process_and_leave_its_known_items(tiny_te
         assert not remote.knows_item("i1") and remote.knows_item("i3")
     finally:
         remote.close()
+
+
+def test_the_engine_process_counts_its_evictions_and_trimmed_values_in_this_process(tiny_text_model_path: Path) -> None:
+    """``socrec_evictions_total`` and ``socrec_state_trimmed_total`` are counted in the engine
+    process; the worker's /metrics (this process) must show them rise."""
+    from socrec_online.events import ItemPublished
+
+    s = Settings(device="cpu", text_model_path=tiny_text_model_path, torch_threads=1, user_ttl_s=5000.0,
+                 item_ttl_s=3000.0, item_retention_s=1000.0, retention_sweep_s=100.0,
+                 max_table_value_bytes=300_000, seen_per_user=100_000, recent_per_user=50)  # fmt: skip
+    t0 = 1_700_000_000.0
+    items = [f"{'i' * 200}{n}" for n in range(2000)]  # ~400 encoded bytes each in a seen list
+
+    def count(name: str, labels: dict[str, str]) -> float:
+        return metrics.sample(name, labels) or 0.0
+
+    trimmed = count("socrec_state_trimmed_total", {"table": "activity"})
+    users, gone_items = (count("socrec_evictions_total", {"kind": k}) for k in ("users", "items"))
+    remote = RemoteEngine(s)
+    try:
+        remote.step([ItemPublished(f"p{n}", item, t0, "jazz") for n, item in enumerate(items)])
+        remote.step([Click(f"c{n}", "ann", item, t0 + n) for n, item in enumerate(items)])
+        assert count("socrec_state_trimmed_total", {"table": "activity"}) > trimmed  # ann's seen list
+        later = t0 + 2000 + 5000 + 500  # past ann's TTL and the items' TTL + retention
+        out = remote.step([ItemPublished("q", "fresh", later, "pasta")])
+        assert out["table_updates"]["activity"]["ann"] is None
+        assert count("socrec_evictions_total", {"kind": "users"}) == users + 1
+        assert count("socrec_evictions_total", {"kind": "items"}) == gone_items + len(items)
+    finally:
+        remote.close()
