@@ -8,7 +8,8 @@ For user ``u`` (all text vectors L2-normalised, from the text tower)::
                   h_k(u) = mean_{f followed by u} h_{k-1}(f)   (K = gnn_layers, parameter-free)
 
 Only what a batch touched is recomputed: the users whose engagements, profile, comments or
-follows changed, the engagers of re-texted items, and their k-hop followers.
+follows changed, the engagers of re-texted items and of items that arrived after the engagement
+(another worker's values, read apart), and their k-hop followers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from socrec_online.service.store import Store
 def derive(store: Store, encoder: TextEncoderLike, d: BatchDelta) -> None:
     """Bring the derived state up to date with changed raw state: encode the new texts (one call),
     refresh engagements, interests and the social tower of the affected k-hop neighbourhood."""
+    if store.engaged_unknown and d.item_text:
+        engagers_of_arrived_items(store, d)
     embed_texts(store, encoder, d.item_text, d.profiles, d.comments)
     rebuild_eng_rows(store, list(d.eng_changed))
     dirty = d.interest_dirty
@@ -41,6 +44,33 @@ def derive(store: Store, encoder: TextEncoderLike, d: BatchDelta) -> None:
         recompute_interest(store, np.fromiter(dirty, np.int64, len(dirty)))
     if dirty or d.follow_changed:
         propagate(store, dirty, d.follow_changed)
+
+
+def engagers_of_arrived_items(store: Store, d: BatchDelta) -> None:
+    """Users whose engagement arrays left out an item then unknown that is in the catalogue now get
+    their engagements, interests and social tower redone, as a restore from the same values would.
+
+    Why: a worker takes other workers' values as it reads their changelogs (``streams.mirror``), a
+    user's activity value can come before the value of the item it names (two changelogs, read
+    apart), and nothing else would ever put that engagement back: the user's interest, the item's
+    popularity (a normaliser every score shares) and their followers' social proof stayed short of
+    it for good."""
+    for row in d.item_text:
+        iid = store.items.id(row)
+        rows = store.engaged_unknown.pop(iid, None)
+        if not rows:
+            continue
+        for u in rows:
+            uid = store.users.id(u)
+            ast = store.activity.get(uid)
+            e = ast.recent.get(iid) if ast is not None else None
+            if e is None:  # the value moved on (or went) since: nothing of the item's to add
+                continue
+            d.eng_changed.add(u)
+            d.interest_dirty.add(u)
+            store.forget_seen(u)  # its seen rows were memoised without the item
+            if d.changes is not None:
+                d.changes.engaged[(uid, iid)] = e[0]
 
 
 def rebuild_all(store: Store) -> None:
@@ -89,8 +119,9 @@ def rebuild_eng_rows(store: Store, rows: Sequence[int]) -> int:
     """Refresh the padded (U, R) engagement arrays of these users from their activity state.
 
     Engagements with items not in the catalogue (a table value read back without its item's, an
-    evicted item) are left out of the arrays, not of the state; returns how many were. A user
-    without an activity value (evicted) gets empty arrays.
+    evicted item) are left out of the arrays, not of the state; returns how many were, and
+    remembers whose (``Store.engaged_unknown``: ``engagers_of_arrived_items`` puts them back when
+    the item arrives). A user without an activity value (evicted) gets empty arrays.
     """
     if not rows:
         return 0
@@ -108,6 +139,9 @@ def rebuild_eng_rows(store: Store, rows: Sequence[int]) -> int:
             irows = [-1 if iid in dead else r for iid, r in zip(rec, irows, strict=True)]
         rvals = list(rec.values())
         if -1 in irows:
+            for iid, x in zip(rec, irows, strict=True):
+                if x < 0:
+                    store.engaged_unknown.setdefault(iid, set()).add(row)
             keep = [j for j, x in enumerate(irows) if x >= 0]
             unknown += len(irows) - len(keep)
             irows, rvals = [irows[j] for j in keep], [rvals[j] for j in keep]

@@ -63,6 +63,9 @@ class Store:
         self.next_sweep = 0.0  # event time of the next retention sweep (service/retention.py)
         self.dead_users: set[UserId] = set()  # evicted, named by nothing live: rows to reclaim
         self.dead_items: set[ItemId] = set()
+        # item id not in the catalogue (not yet, or evicted) -> user rows whose engagement arrays left it
+        # out (service/derive.py); bounded like the rows: a compaction builds it again from live values
+        self.engaged_unknown: dict[ItemId, set[int]] = {}
         self._fol_rows: dict[int, np.ndarray] = {}
         self._seen_rows: dict[int, np.ndarray] = {}
         self._unfollowed_rows: dict[int, np.ndarray] = {}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from _engine_texts import T0, TEXTS, random_batches
 
-from socrec_online.events import Event, ItemPublished, key_of
+from socrec_online.events import Event, ItemPublished, Query, key_of
 from socrec_online.service.engine import Engine
 from socrec_online.settings import Settings
 
@@ -36,7 +36,11 @@ def stream(seed: int) -> list[list[Event]]:
     return [first, *rest]
 
 
-def top(payloads: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+Lists = dict[tuple[str, str], dict[str, float]]
+"""(user, kind) -> item or user id -> score."""
+
+
+def top(payloads: list[dict[str, Any]]) -> Lists:
     return {(p["user_id"], p["kind"]): {e["id"]: e["score"] for e in p["items"]} for p in payloads}
 
 
@@ -46,6 +50,13 @@ def same_top_k(a: dict[str, float], b: dict[str, float]) -> bool:
         return all(a[i] == pytest.approx(b[i], abs=1e-4) for i in a)
     kth = min(a.values())
     return all(abs(s - kth) < 1e-4 for i, s in {**a, **b}.items() if i not in a.keys() & b.keys())
+
+
+def assert_same_lists(want: Lists, got: Lists) -> None:
+    """Every user's list of every kind is the same, up to a swap at the k-th place (``same_top_k``)."""
+    assert want.keys() == got.keys()
+    bad = [k for k in want if not same_top_k(want[k], got[k])]
+    assert not bad, [(k, want[k], got[k]) for k in bad]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -63,19 +74,22 @@ def test_two_shards_sharing_state_recommend_like_one_engine(encoder: Any, seed: 
     assert one.stats() == shards[0].stats() == shards[1].stats()
     want = top(one.recommend_many(USERS))
     for eng in shards:
-        got = top(eng.recommend_many(USERS))
-        assert want.keys() == got.keys()
-        bad = [k for k in want if not same_top_k(want[k], got[k])]
-        assert not bad, [(k, want[k], got[k]) for k in bad]
+        assert_same_lists(want, top(eng.recommend_many(USERS)))
+
+
+def learned(encoder: Any, batches: list[list[Event]]) -> tuple[Engine, dict[str, dict[str, Any]]]:
+    """An engine that applied ``batches``, and the latest value it wrote of every key (its tables)."""
+    eng = make(encoder)
+    tables: dict[str, dict[str, Any]] = {n: {} for n in Engine.TABLES}
+    for b in batches:
+        for name, kv in eng.learn_many(b).table_updates.items():
+            tables[name].update(kv)
+    return eng, tables
 
 
 def test_upsert_is_idempotent_and_agrees_with_restore(encoder: Any) -> None:
     batches = stream(3)
-    live = make(encoder)
-    tables: dict[str, dict[str, Any]] = {n: {} for n in Engine.TABLES}
-    for b in batches:
-        for name, kv in live.learn_many(b).table_updates.items():
-            tables[name].update(kv)
+    live, tables = learned(encoder, batches)
     follower = make(encoder)
     assert follower.upsert(tables) == {name: len(kv) for name, kv in tables.items()}
     before = top(follower.recommend_many(USERS))
@@ -89,3 +103,26 @@ def test_upsert_is_idempotent_and_agrees_with_restore(encoder: Any) -> None:
     # it keeps learning on top of what it took over, and dedups what it took over
     r = follower.learn_many(batches[-1])
     assert r.applied == 0 and r.duplicates == len(batches[-1])
+
+
+def test_an_activity_value_taken_before_its_items_counts_once_they_arrive(encoder: Any) -> None:
+    """The mirror reads the activity and items changelogs apart: a user's value can name items this
+    worker does not know yet. Once their values arrive, the engagements count (interest, popularity,
+    social proof, the seen filter) as in the engine that applied the events; before, the late items
+    were left out for good and every score drifted (scale-out answered queries unlike one worker)."""
+    one, tables = learned(encoder, stream(4))
+    early = dict(list(tables["items"].items())[: len(ITEMS) // 2])
+    late = {k: v for k, v in tables["items"].items() if k not in early}
+    mirror = make(encoder)
+    mirror.upsert({"items": early})
+    mirror.upsert({"social": tables["social"], "activity": tables["activity"]})
+    mirror.recommend_many(USERS)  # scored meanwhile: the seen filter was memoised without the late items
+    mirror.upsert({"items": late})
+    assert mirror.stats() == one.stats()
+    assert_same_lists(top(one.recommend_many(USERS)), top(mirror.recommend_many(USERS)))
+    assert_same_lists(top(one.answer_queries(queries(USERS))), top(mirror.answer_queries(queries(USERS))))
+
+
+def queries(users: list[str]) -> list[Query]:
+    """One query per user (answered, not applied: ``answer_queries`` changes no state)."""
+    return [Query(f"q-{u}", u, T0 + 10_000, TEXTS[1]) for u in users]
