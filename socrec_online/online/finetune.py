@@ -51,7 +51,8 @@ class FinetuneConfig:
     lora_r: int = 0  # LoRA rank on the text tower; 0 = text tower frozen
     lora_alpha: int = 16
     lora_texts: int = 64  # item texts re-encoded with gradient per micro-batch (the rest: cached)
-    max_seconds: float = 300.0  # wall-clock bound of the training loop
+    max_seconds: float = 300.0  # wall-clock bound of the training loop (its pauses included)
+    duty: float = 1.0  # share of the loop's wall time spent computing: pause (1/duty - 1) x each step's time
     amp: str = "auto"  # auto | on | off: bf16 autocast
     seed: int = 0
     device: str = "cpu"
@@ -163,6 +164,19 @@ def holdout_metrics(
 
 
 # --- training -----------------------------------------------------------------------------------
+def pause_after_step(step_s: float, duty: float) -> float:
+    """Sleep ``step_s * (1 / duty - 1)`` seconds after an optimizer step that took ``step_s``.
+
+    Why: beside a worker on a small box, priority alone (nice, SCHED_IDLE) still lets a step that
+    runs while a micro-batch is scored share the caches and memory bandwidth with it; pausing
+    bounds the share of wall time in which the two overlap to ``duty``. Returns the pause.
+    """
+    pause = step_s * (1.0 / duty - 1.0) if 0.0 < duty < 1.0 else 0.0
+    if pause > 0.0:
+        time.sleep(pause)
+    return pause
+
+
 def fine_tune(
     current: FusedRecommender | None,
     data: TrainingData,
@@ -226,6 +240,7 @@ def fine_tune(
     for _step in range(cfg.steps if n_pairs else 0):
         if time.perf_counter() - t0 > cfg.max_seconds or (should_stop is not None and should_stop()):
             break
+        t_step = time.perf_counter()
         idx = rng.choice(n_pairs, size=min(cfg.batch_pairs, n_pairs), replace=False)
         opt.zero_grad(set_to_none=True)
         total = 0.0
@@ -261,6 +276,7 @@ def fine_tune(
         opt.step()
         losses.append(total)
         steps += 1
+        pause_after_step(time.perf_counter() - t_step, cfg.duty)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{total:.4f}")

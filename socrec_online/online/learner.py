@@ -68,6 +68,7 @@ class OnlineConfig:
                 lora_r=s.lora_r,
                 lora_alpha=2 * s.lora_r,
                 max_seconds=s.finetune_max_seconds,
+                duty=s.finetune_duty,
                 seed=s.seed,
                 device=s.device,
             ),

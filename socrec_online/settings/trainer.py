@@ -88,6 +88,15 @@ class TrainerSettings(BaseModel):
     finetune_max_seconds: float = Field(
         300.0, gt=0, description="Wall-clock bound of one fine-tune's training loop, in seconds."
     )
+    finetune_duty: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of a fine-tune's training time spent computing, a fraction: after each optimizer step "
+        "the trainer pauses (1/duty - 1) times that step's time, so it overlaps serving's micro-batches less on a "
+        "shared box (1 = no pause; 0.5 = a fine-tune takes about twice as long). finetune_max_seconds counts the "
+        "pauses.",
+    )
     snapshot_keep: int = Field(
         10, ge=1, description="Snapshots kept on disk (CURRENT and its parent are never pruned)."
     )

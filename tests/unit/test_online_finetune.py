@@ -125,3 +125,28 @@ def test_lora_on_the_text_tower_is_trained_and_shipped(
     assert any(float(v.abs().sum()) > 0 for k, v in shipped.items() if "lora_B" in k)  # B starts at 0
     manifest = verify_snapshot(Path(str(out.path)))
     assert manifest["config"]["text_lora"]["r"] == 2
+
+
+def test_a_duty_below_one_pauses_after_every_step_in_proportion(
+    stream: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SOCREC_FINETUNE_DUTY reaches the training loop, which pauses (1/duty - 1) x each step's time."""
+    from socrec_online.online import finetune as ft
+    from socrec_online.settings import Settings
+
+    slept: list[float] = []
+    monkeypatch.setattr(ft.time, "sleep", slept.append)
+    assert ft.pause_after_step(0.02, 0.25) == pytest.approx(0.06) and slept == [pytest.approx(0.06)]
+    assert ft.pause_after_step(0.02, 1.0) == 0.0 and len(slept) == 1  # duty 1: no pause, no sleep call
+
+    duty = OnlineConfig.from_settings(Settings(finetune_duty=0.5)).finetune.duty
+    assert duty == 0.5
+    buf = ReplayBuffer(BufferConfig(recent_size=1500, reservoir_size=0, holdout_fraction=0.1))
+    buf.learn_many(stream)
+    data = buf.training_data()
+    cfg = RecommenderConfig(n_users=0, n_items=0, dim=16, text_dim=8)
+    start = warm_start(None, data, cfg, 0, 0)
+    slept.clear()
+    res = fine_tune(start, data, cfg, FinetuneConfig(steps=6, batch_pairs=256, amp="off", duty=duty),
+                    n_known=(data.n_users, data.n_items))
+    assert res.steps == 6 and len(slept) == 6 and all(p > 0 for p in slept)
