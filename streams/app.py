@@ -9,7 +9,10 @@ the session timeout and each fetch for its whole max wait, both are short.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -17,6 +20,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, credentials
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 
+from socrec_online import metrics
 from socrec_online.broker import free_port
 from socrec_online.settings import Settings
 
@@ -165,3 +169,17 @@ async def stream_fetch_max_wait_ms(app: faust.App) -> int:
     finally:
         await client.stop()
         twin._thread.thread_loop.close()  # never started: nothing else closes the thread's loop
+
+
+async def restarting(run: Callable[[], Awaitable[None]], log: logging.Logger, what: str, agent: str) -> None:
+    """Run a background reader for the worker's life: ``run()`` again 2 s after it fails (a broker
+    hiccup must not end it), each failure logged and counted in ``socrec_agent_errors_total``."""
+    while True:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; restarting it in 2 s", what)
+            metrics.AGENT_ERRORS.labels(agent=agent).inc()
+            await asyncio.sleep(2.0)

@@ -49,6 +49,7 @@ async def state_dump(pipeline: Any) -> dict[str, Any]:
         "batches": pipeline.batches,
         "restores": pipeline.restores,
         "deferred": pipeline.deferred,
+        "owned": sorted(pipeline.owned_partitions()),  # the input partitions assigned now
         "shared": (
             {"records": pipeline.shared.records, "applied": pipeline.shared.applied}
             if getattr(pipeline, "shared", None) is not None

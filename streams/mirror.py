@@ -33,7 +33,7 @@ import orjson
 from socrec_online import metrics
 from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
-from streams.app import kafka_client_kwargs
+from streams.app import kafka_client_kwargs, restarting
 from streams.tables import FENCE_KEY
 
 log = logging.getLogger("socrec.mirror")
@@ -67,6 +67,19 @@ class StateMirror:
         self.applied = 0
         self._task: asyncio.Future[None] | None = None
         self.assignment: Callable[[], set[int]] = set  # the consumer's view (merge's fallback)
+        self._read_to: dict[tuple[str, int], int] = {}  # (table, partition) -> the reader's position
+
+    def changelog_of(self, table: str) -> str:
+        """The changelog topic of ``table``."""
+        return next(topic for topic, name in self.topics.items() if name == table)
+
+    def read_to(self, table: str, partition: int) -> int | None:
+        """The offset the reader reached on ``table``'s changelog partition (None: not reading it)."""
+        return self._read_to.get((table, partition))
+
+    def is_pending(self, table: str, key: str) -> bool:
+        """Was a value of ``key`` read but not applied to the engine yet?"""
+        return key in self.pending[table]
 
     def add(self, table: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         if key is None or key == _FENCE:
@@ -170,6 +183,7 @@ class StateMirror:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        self._read_to.clear()
 
     async def wait_ready(self) -> None:
         """Until every changelog is read up to where it ended when reading began (logged while waiting)."""
@@ -182,15 +196,8 @@ class StateMirror:
                 log.warning("still reading the changelogs for the shared state (%d records so far)", self.records)
 
     async def _forever(self) -> None:
-        while True:
-            try:
-                await self.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a broker hiccup: read again from the start (values are idempotent)
-                log.exception("shared-state reader failed; restarting it in 2 s")
-                metrics.AGENT_ERRORS.labels(agent="shared_state").inc()
-                await asyncio.sleep(2.0)
+        # a broker hiccup: read again from the start (values are idempotent)
+        await restarting(self.run, log, "shared-state reader", "shared_state")
 
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -214,6 +221,7 @@ class StateMirror:
                 await consumer._client.force_metadata_update()
                 await asyncio.sleep(0.5)
             consumer.assign(tps)
+            self._read_to.clear()
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps)
             behind = {tp for tp in tps if end[tp] > 0}
@@ -228,6 +236,8 @@ class StateMirror:
                     table = self.topics[tp.topic]
                     for m in msgs:
                         self.add(table, tp.partition, m.key, m.value)
+                for tp in tps:  # local once the position is known (no request)
+                    self._read_to[(self.topics[tp.topic], tp.partition)] = await consumer.position(tp)
                 if behind:
                     for tp in list(behind):
                         if await consumer.position(tp) >= end[tp]:

@@ -27,7 +27,7 @@ import orjson
 from socrec_online import metrics
 from socrec_online.settings import Settings
 from socrec_online.snapshot import SnapshotError, current, is_version, verify_snapshot
-from streams.app import kafka_client_kwargs
+from streams.app import kafka_client_kwargs, restarting
 from streams.topics import MODEL_UPDATES, topic_name
 
 if TYPE_CHECKING:
@@ -161,14 +161,6 @@ def register_model_updates(app: Any, settings: Settings, pipeline: Pipeline) -> 
 
     @app.task
     async def _follow_model_updates() -> None:
-        while True:
-            try:
-                await follower.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a broker hiccup must not end hot swapping for the worker's life
-                log.exception("model-updates follower failed; restarting it in 2 s")
-                metrics.AGENT_ERRORS.labels(agent="model_updates").inc()
-                await asyncio.sleep(2.0)
+        await restarting(follower.run, log, "model-updates follower", "model_updates")
 
     return follower

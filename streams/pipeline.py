@@ -7,8 +7,8 @@ its pipe. Two batches are in flight: batch N's outputs are written while the eng
 
 Inputs arrive on several topics and partitions, so a click can overtake the ``items`` event it
 refers to. Such an interaction is held (its ack too, so its offset is not committed and a crash
-loses nothing) until its item arrives or ``unknown_item_grace_s`` runs out; only then is it
-dead-lettered as ``unknown_item``.
+loses nothing) until its item arrives or ``unknown_item_grace_s`` runs out, longer while the item
+may still be on its way (``streams.items_behind``); only then is it dead-lettered as ``unknown_item``.
 
 Retention: a batch's table updates may carry deletions (None: keys the engine's retention sweep
 evicted); they are written like any value, in the same batch, fences and acks, as tombstones, but
@@ -58,12 +58,12 @@ T = TypeVar("T")
 
 
 class Deferred:
-    """An interaction waiting for its item's event; its ack is held so the offset is not committed."""
+    """An interaction waiting for its item's event since ``since`` (monotonic); its ack is held."""
 
-    __slots__ = ("deadline", "event", "origin")
+    __slots__ = ("event", "origin", "since")
 
-    def __init__(self, event: Event, origin: Origin, deadline: float) -> None:
-        self.event, self.origin, self.deadline = event, origin, deadline
+    def __init__(self, event: Event, origin: Origin, since: float) -> None:
+        self.event, self.origin, self.since = event, origin, since
 
 
 class _Outputs:
@@ -115,8 +115,8 @@ class Pipeline:
         self._tail: asyncio.Future[None] | None = None  # the previous batch's outputs, in flight
         self.breaker = Breaker(settings.breaker_failures, self._step, self._rebuild)
         self.shared: Any | None = None  # streams.mirror.StateMirror: the other workers' state
-        # is the items partition of this item id still behind? (streams.items_behind)
-        self.items_behind: Callable[[str], bool] = lambda _item: False
+        # may the item of a click held since then still arrive? (streams.items_behind)
+        self.items_behind: Callable[[str, float], bool] = lambda _item, _since: False
         # told of every payload published (the read API's cache of latest lists, streams/api.py)
         self.on_publish: Callable[[Sequence[Encoded]], None] | None = None
         # the input partitions this worker owns now: deletions are written for their keys only
@@ -272,25 +272,26 @@ class Pipeline:
         grace = self.settings.unknown_item_grace_s
         longest = self.settings.unknown_item_max_wait_s - grace  # past the deadline, while behind
         held_before, self._deferred = self._deferred, []
-        cand = [(d.event, d.origin, d.deadline, True) for d in held_before]
-        cand += [(e, o, now + grace, False) for e, o in zip(events, origins, strict=True)]
+        cand = [(d.event, d.origin, d.since, True) for d in held_before]
+        cand += [(e, o, now, False) for e, o in zip(events, origins, strict=True)]
         arriving = {e.item_id for e, *_ in cand if isinstance(e, ItemPublished)}
         ready: list[Event] = []
         ready_origins: list[Origin] = []
         released: list[Origin] = []
-        for ev, origin, deadline, was_held in cand:
+        for ev, origin, since, was_held in cand:
             item = ev.item_id if isinstance(ev, Click | Like | Comment) else None  # only these wait
+            deadline = since + grace
             waiting = (
                 grace > 0
                 and item is not None
                 and item not in arriving
                 and not self.engine.knows_item(item)
-                and (now < deadline or (now < deadline + longest and self.items_behind(item)))
+                and (now < deadline or (now < deadline + longest and self.items_behind(item, since)))
             )
             if waiting:
                 if not was_held and origin.event is not None:
                     origin.event.message.incref()  # the stream's own ack no longer commits it
-                self._deferred.append(Deferred(ev, origin, deadline))
+                self._deferred.append(Deferred(ev, origin, since))
                 continue
             ready.append(ev)
             ready_origins.append(origin)

@@ -141,7 +141,6 @@ def build(
                 engine = Engine.from_settings(settings)
         tables = declare_tables(app, settings, type(engine).TABLES)
         pipeline = Pipeline(settings, topics, tables, engine, out, on_ready=ready)
-        pipeline.items_behind = items_behind(app, settings)
         pipeline.owned_partitions = lambda: {
             tp.partition for tp in app.consumer.assignment() if tp.topic in topics.inputs.topics
         }
@@ -149,10 +148,14 @@ def build(
         from streams.model_updates import register_model_updates
 
         register_model_updates(app, settings, pipeline)  # hot swap on model-updates (every worker)
+        remote = None
         if settings.shared_state:
             from streams.mirror import register_mirror
+            from streams.remote_items import register_remote_items
 
-            register_mirror(app, settings, tables, pipeline)  # the other workers' partitions
+            mirror = register_mirror(app, settings, tables, pipeline)  # the other workers' partitions
+            remote = register_remote_items(app, settings, mirror)  # are their items on their way?
+        pipeline.items_behind = items_behind(app, settings, remote)
         if settings.debug_state_route:
             install_state_route(app, pipeline)
         recovered = {"n": 0}

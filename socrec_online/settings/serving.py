@@ -80,9 +80,12 @@ class ServingSettings(BaseModel):
         60.0,
         ge=0,
         le=3600,
-        description="Past its grace, a click/like/comment on an unknown item keeps waiting while the items "
-        "partition that would carry its item is assigned to this worker and not yet read to its end (a backlog "
-        "after a restart), up to this long after it arrived, in seconds; then it is dead-lettered as unknown_item.",
+        description="Past its grace, a click/like/comment on an unknown item keeps waiting while its item may "
+        "still arrive, up to this long after it arrived, in seconds; then it is dead-lettered as unknown_item. "
+        "May still arrive: the items partition that would carry it is this worker's and not yet read to its end "
+        "(a backlog after a restart), or it is another worker's and that worker has not committed it up to where "
+        "it ended when the click was held, or this worker's shared-state mirror has not read and applied the "
+        "items changelog that far (scale-out under load).",
     )
 
     @model_validator(mode="after")

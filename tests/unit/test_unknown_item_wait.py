@@ -19,7 +19,7 @@ from streams.pipeline import Pipeline
 def pipeline(encoder: Any, behind: dict[str, bool]) -> Pipeline:
     s = Settings(device="cpu", unknown_item_grace_s=0.05, unknown_item_max_wait_s=0.4)
     p = Pipeline(s, None, {}, Engine(s, encoder), OutputProducer(s))  # type: ignore[arg-type]
-    p.items_behind = lambda item: behind.get(item, False)
+    p.items_behind = lambda item, _since: behind.get(item, False)
     return p
 
 
