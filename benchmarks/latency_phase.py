@@ -30,8 +30,9 @@ PROBE_TIMEOUT_S = 5.0
 # The latency phase's consumer of recommendations: latency is read from each record's Kafka timestamp
 # (when the worker published it), so how soon this consumer sees it is not part of the figure, and
 # every fetch of a partition that returns data costs the broker (Tansu more the more record batches
-# it holds): a longer fetch wait costs the broker less CPU and the figure nothing.
+# it holds): a fetch that waits longer and gathers more costs the broker less CPU and the figure nothing.
 WATCH_FETCH_WAIT_MS = 250
+WATCH_FETCH_MIN_BYTES = 16384
 _PROBE_WORDS = [
     "amber",
     "basalt",
@@ -131,7 +132,7 @@ async def latency_phase(
 
     try:
         await asyncio.to_thread(worker.wait_ready, 600)
-        watcher = OutputWatcher(settings, on_rec, fetch_max_wait_ms=WATCH_FETCH_WAIT_MS)
+        watcher = OutputWatcher(settings, on_rec, fetch_max_wait_ms=WATCH_FETCH_WAIT_MS, fetch_min_bytes=WATCH_FETCH_MIN_BYTES)
         await watcher.start()
         port = int(env["SOCREC_METRICS_PORT"])
         async with EventProducer(settings) as producer:

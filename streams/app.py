@@ -3,8 +3,8 @@
 Every Faust knob the service depends on is derived here, so a worker, the bench and the
 tests cannot disagree. What depends on the broker follows ``settings.broker_caps``
 (``socrec_online/broker_caps.py``): on Apache Kafka the session timeout is the configured one
-and Faust's fetch settings stand; on the embedded broker, which holds each JoinGroup for half
-the session timeout and each fetch for its whole max wait, both are short.
+and fetches gather ``kafka_fetch_min_bytes``; on the embedded broker, which holds each JoinGroup
+for half the session timeout and each fetch for its whole max wait, both are short.
 """
 
 from __future__ import annotations
@@ -122,40 +122,59 @@ def faust_settings(settings: Settings, *, app_id: str | None = None) -> dict[str
     return conf
 
 
-class _ShortFetchThread(AIOKafkaConsumerThread):
-    """Faust hard-codes fetch_max_wait_ms=1500; Tansu holds a fetch that long even when data arrives."""
+def fetch_kwargs(settings: Settings) -> dict[str, int]:
+    """How the worker's consumers of busy topics (its input stream, the shared-state mirror) fetch.
+
+    On Apache Kafka a fetch waits for ``kafka_fetch_min_bytes`` or ``kafka_fetch_max_wait_ms``,
+    whichever comes first: with Kafka's default of 1 byte every fetch returns with the first
+    record, so at a steady rate the consumers sent one small fetch per producer batch, and the
+    broker spent more CPU answering them than the worker spent scoring. The embedded broker
+    holds every fetch for its whole max wait, so there the wait is short and the minimum moot.
+    """
+    if not settings.broker_caps.prompt_fetch:
+        return {"fetch_max_wait_ms": EMBEDDED_FETCH_MAX_WAIT_MS, "fetch_min_bytes": 1}
+    return {"fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms, "fetch_min_bytes": settings.kafka_fetch_min_bytes}
+
+
+class _FetchThread(AIOKafkaConsumerThread):
+    """Faust hard-codes fetch_max_wait_ms=1500 and leaves fetch_min_bytes at 1: set both from the
+    settings (:func:`fetch_kwargs`) before the consumer starts, which is when its fetcher reads them."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = EMBEDDED_FETCH_MAX_WAIT_MS  # read by the fetcher at start()
+        fetch = transport.fetch
+        consumer._fetch_max_wait_ms = fetch["fetch_max_wait_ms"]
+        consumer._fetch_min_bytes = fetch["fetch_min_bytes"]
         return consumer
 
 
-class _ShortFetchConsumer(AIOKafkaConsumer):
+class _FetchConsumer(AIOKafkaConsumer):
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return _ShortFetchThread(self, loop=self.loop, beacon=self.beacon)
+        return _FetchThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class _ShortFetchTransport(AIOKafkaTransport):
-    """The aiokafka transport whose consumers ask for short fetches (the app's own transport only)."""
+class _FetchTransport(AIOKafkaTransport):
+    """The aiokafka transport whose consumers fetch as :func:`fetch_kwargs` says (the app's own only)."""
 
-    Consumer = _ShortFetchConsumer
+    Consumer = _FetchConsumer
+
+    def __init__(self, url: Any, app: Any, fetch: dict[str, int]) -> None:
+        super().__init__(url, app)
+        self.fetch = fetch
 
 
 def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     """A Faust app for these settings (``app_id`` overrides the consumer group, e.g. the pass-through)."""
     app = faust.App(app_id or settings.app_id, **faust_settings(settings, app_id=app_id))
-    if not settings.broker_caps.prompt_fetch:
-        app.transport = _ShortFetchTransport(app.conf.broker_consumer, app)
+    app.transport = _FetchTransport(app.conf.broker_consumer, app, fetch_kwargs(settings))
     return app
 
 
-async def stream_fetch_max_wait_ms(app: faust.App) -> int:
-    """How long (ms) the broker may hold a fetch of ``app``'s stream consumer: the aiokafka consumer
-    the worker starts, built the same way (not started: no broker needed) and read back. Short
-    (``EMBEDDED_FETCH_MAX_WAIT_MS``) on a broker that holds every fetch that long (Tansu), Faust's
-    own 1500 ms where the broker answers as soon as data arrives. Call it from the event loop; the
-    app's own consumer is left alone (a twin of it is built, and closed)."""
+async def stream_fetch(app: faust.App) -> dict[str, int]:
+    """How ``app``'s stream consumer fetches (``fetch_max_wait_ms``, ``fetch_min_bytes``): the
+    aiokafka consumer the worker starts, built the same way (not started: no broker needed) and
+    read back. Call it from the event loop; the app's own consumer is left alone (a twin of it is
+    built, and closed)."""
 
     async def no_op(_partitions: Any) -> None:
         return None
@@ -165,7 +184,7 @@ async def stream_fetch_max_wait_ms(app: faust.App) -> int:
     )
     client = twin._thread._create_worker_consumer(app.transport)
     try:
-        return int(client._fetch_max_wait_ms)
+        return {"fetch_max_wait_ms": int(client._fetch_max_wait_ms), "fetch_min_bytes": int(client._fetch_min_bytes)}
     finally:
         await client.stop()
         twin._thread.thread_loop.close()  # never started: nothing else closes the thread's loop

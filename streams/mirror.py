@@ -33,11 +33,11 @@ import orjson
 from socrec_online import metrics
 from socrec_online.partitioning import owner_partition
 from socrec_online.settings import Settings
-from streams.app import kafka_client_kwargs, restarting
+from streams.app import fetch_kwargs, kafka_client_kwargs, restarting
 from streams.tables import FENCE_KEY
 
 log = logging.getLogger("socrec.mirror")
-FETCH_MAX_WAIT_MS = 50
+GETMANY_TIMEOUT_MS = 200
 APPLY_EVERY_S = 0.25
 """Values from other workers are applied at most this often (one engine call for all of them)."""
 _FENCE = FENCE_KEY.encode()
@@ -207,7 +207,7 @@ class StateMirror:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            **fetch_kwargs(self.settings),
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await consumer.start()
@@ -231,7 +231,7 @@ class StateMirror:
                 self.ready.set()
             last_apply = 0.0
             while True:
-                batch = await consumer.getmany(*tps, timeout_ms=FETCH_MAX_WAIT_MS * 4)
+                batch = await consumer.getmany(*tps, timeout_ms=GETMANY_TIMEOUT_MS)
                 for tp, msgs in batch.items():
                     table = self.topics[tp.topic]
                     for m in msgs:

@@ -62,7 +62,9 @@ class OutputWatcher:
 
     ``on_rec(payload, published_ts)``: published_ts is the record's Kafka timestamp (when the
     worker produced it), in seconds. ``fetch_max_wait_ms``: Tansu holds every fetch this long, so
-    short for a live view; longer where only the timestamps matter (each fetch costs the broker).
+    short for a live view; longer where only the timestamps matter (each fetch costs the broker),
+    with ``fetch_min_bytes`` above 1 so that a fetch gathers records instead of returning with
+    the first one.
     """
 
     def __init__(
@@ -72,9 +74,11 @@ class OutputWatcher:
         on_dead: Callable[[dict[str, Any]], None] | None = None,
         from_beginning: bool = False,
         fetch_max_wait_ms: int = 50,
+        fetch_min_bytes: int = 1,
     ) -> None:
         self.settings = settings
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
         self.on_rec = on_rec
         self.on_dead = on_dead
         self.from_beginning = from_beginning
@@ -92,6 +96,7 @@ class OutputWatcher:
             group_id=None,
             auto_offset_reset="earliest" if self.from_beginning else "latest",
             client_id="socrec-observer",
+            fetch_min_bytes=self.fetch_min_bytes,
             fetch_max_wait_ms=self.fetch_max_wait_ms,  # Tansu holds a fetch for its whole max wait
         )
         await self._consumer.start()

@@ -51,6 +51,7 @@ log = logging.getLogger("socrec.trainer")
 POLL_MS = 500
 MAX_RECORDS = 5000
 FETCH_MAX_WAIT_MS = 1000
+FETCH_MIN_BYTES = 256 * 1024
 
 
 def make_learner(settings: Settings) -> OnlineLearner:
@@ -89,9 +90,12 @@ class Trainer:
             enable_auto_commit=True,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
-            # the trainer needs throughput, not latency: long fetches mean few requests, so the broker
-            # (which serves the workers too, at normal priority) does little work on its behalf
+            # the trainer needs throughput, not latency: a fetch that waits for a quarter MiB (or a
+            # second) means few requests, so the broker (which serves the workers too, at normal
+            # priority) does little work on its behalf; with Kafka's 1-byte minimum every fetch
+            # returned with the first record, however long the wait
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            fetch_min_bytes=FETCH_MIN_BYTES,
             max_partition_fetch_bytes=4 << 20,
         )
         producer = AIOKafkaProducer(**kafka_client_kwargs(s), acks="all", client_id="socrec-trainer")

@@ -44,6 +44,23 @@ class KafkaSettings(BaseModel):
         "to the others, so a killed worker's partitions resume after about this long (6 is Kafka's broker "
         "minimum). The embedded broker always gets 6 (it holds each JoinGroup for half the timeout).",
     )
+    kafka_fetch_min_bytes: int = Field(
+        16384,
+        ge=1,
+        le=64 * 1024 * 1024,
+        description="Apache Kafka only: a fetch of the worker's input stream and of its shared-state reader waits "
+        "until this much data is there (or kafka_fetch_max_wait_ms passes), in bytes. 1 = every fetch returns "
+        "with the first record: at a steady rate one fetch per producer batch, which costs the broker more CPU "
+        "than the records do.",
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        25,
+        ge=0,
+        le=10_000,
+        description="Apache Kafka only: the longest a fetch of the worker's input stream and shared-state reader "
+        "waits for kafka_fetch_min_bytes, in milliseconds; what a record can wait at a low rate (the embedded "
+        "broker always gets 40, it holds every fetch that long).",
+    )
     kafka_data_dir: Path = Field(
         Path("./runs/kafka"),
         description="Directory where `socrec broker` keeps the Apache Kafka node's log and configuration (kept "
