@@ -9,7 +9,8 @@ delivered before the offsets of the events that caused it can be committed.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 
@@ -17,6 +18,24 @@ from socrec_online.settings import Settings
 from streams.app import kafka_client_kwargs
 
 LINGER_MS = 5
+T = TypeVar("T")
+
+
+class OutputsStuck(RuntimeError):
+    """A batch's writes were not acknowledged in time: an infrastructure fault, so the worker stops."""
+
+
+async def acknowledged(writes: Awaitable[T], seconds: float, what: str) -> T:
+    """``await writes``, or raise :class:`OutputsStuck` after ``seconds``.
+
+    Why: a worker that waits for ever on a write keeps its partitions (its heartbeats go on) and
+    processes nothing; one that stops hands them to the others, and a restarted one writes the
+    batch again from its uncommitted offsets, so nothing is lost either way.
+    """
+    try:
+        return await asyncio.wait_for(writes, seconds)
+    except TimeoutError:
+        raise OutputsStuck(f"{what} not acknowledged by the broker within {seconds:g} s") from None
 
 
 class OutputProducer:

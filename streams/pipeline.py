@@ -47,7 +47,7 @@ from socrec_online.settings import Settings
 from streams.breaker import Breaker, Item
 from streams.decoding import DeadLetters, decode_batch
 from streams.origin import Origin
-from streams.output import OutputProducer
+from streams.output import OutputProducer, acknowledged
 from streams.rereads import HandledMarks
 from streams.routing import Router
 from streams.tables import apply_updates, fence, settle, snapshot_tables
@@ -356,8 +356,9 @@ class Pipeline:
                 self._fences += 1
                 written = [name for name, kv in updates.items() if kv]
                 await fence(self.tables, written, self.settings.partitions, self._fences)
-        await self.out.flush()  # delivered before this batch's offsets can be committed
-        await settle(self.tables, self.settings)  # its changelog records and fences too (acknowledged)
+        limit = self.settings.output_ack_timeout_s
+        await acknowledged(self.out.flush(), limit, "a batch's recommendations and dead letters")  # before its commit
+        await acknowledged(settle(self.tables, self.settings), limit, "a batch's changelog records")  # and fences
         if self._ack is not None:
             for origin in work.released:
                 if origin.event is not None:

@@ -76,6 +76,15 @@ class ServingSettings(BaseModel):
         "event (another partition may deliver it later) before it is dead-lettered as unknown_item; 0 = at once. "
         "The wait holds the offset commit, so nothing is lost on a crash.",
     )
+    output_ack_timeout_s: float = Field(
+        120.0,
+        ge=1,
+        le=3600,
+        description="A batch's recommendations, dead letters and changelog records must be acknowledged by the "
+        "broker within this many seconds (Kafka's own delivery.timeout.ms is 120 s), or the worker stops with an "
+        "error: a worker stuck on a write would keep its partitions and process nothing; its batch is written "
+        "again after a restart, from the uncommitted offsets.",
+    )
     unknown_item_max_wait_s: float = Field(
         60.0,
         ge=0,
