@@ -239,9 +239,7 @@ class StateMirror:
                 for tp in tps:  # local once the position is known (no request)
                     self._read_to[(self.topics[tp.topic], tp.partition)] = await consumer.position(tp)
                 if behind:
-                    for tp in list(behind):
-                        if await consumer.position(tp) >= end[tp]:
-                            behind.discard(tp)
+                    behind = {tp for tp in behind if self._read_to[(self.topics[tp.topic], tp.partition)] < end[tp]}
                     if not behind:
                         log.info("shared state read: %d records in %.2fs", self.records, time.perf_counter() - t0)
                         self.ready.set()
