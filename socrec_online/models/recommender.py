@@ -77,8 +77,12 @@ class FusedRecommender(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.uses_graph = cfg.kind != "text"
-        self.user_emb = nn.Parameter(torch.randn(cfg.n_users, cfg.emb_dim) * cfg.init_std)  # (U, d)
-        self.item_emb = nn.Parameter(torch.randn(cfg.n_items, cfg.emb_dim) * cfg.init_std)  # (I, d)
+        # a halved model draws its graph half first, as a graph-only model draws its whole, so the
+        # graph half starts (and, its loss being its own, trains) as ``kind="gnn"`` at the same seed
+        halves = 2 if cfg.halved else 1
+        draws = [(torch.randn(cfg.n_users, cfg.dim), torch.randn(cfg.n_items, cfg.dim)) for _ in range(halves)]
+        self.user_emb = nn.Parameter(torch.cat([u for u, _ in draws], 1) * cfg.init_std)  # (U, d)
+        self.item_emb = nn.Parameter(torch.cat([i for _, i in draws], 1) * cfg.init_std)  # (I, d)
         self.text_in = nn.Linear(cfg.text_dim, cfg.dim, bias=False) if cfg.text_in_graph else None
         if self.text_in is not None:
             nn.init.normal_(self.text_in.weight, std=cfg.init_std / cfg.text_dim**0.5)

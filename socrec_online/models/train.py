@@ -35,6 +35,10 @@ LossKind = Literal["softmax", "infonce", "bce", "bpr"]
 
 TEXT_MIX_GRID = tuple(i / 10 for i in range(11))
 """The text half's shares a halved model is validated at (0: graph only, 1: the fused half only)."""
+# the share while both halves train: each learns on its own loss, so it only scales them; 0.75 scales
+# the graph half by sqrt(0.25) = 0.5, a power of two, which un-mixing undoes exactly (bit for bit as
+# a graph-only model, ``FusedHead.halves``)
+TRAIN_MIX = 0.75
 
 
 @dataclass
@@ -213,13 +217,13 @@ def train_recommender(
 
     halved = model.cfg.halved
     if halved:
-        model.set_text_mix(0.5)  # both halves learn; the mix is picked on validation below
+        model.set_text_mix(TRAIN_MIX)  # both halves learn; the mix is picked on validation below
 
     def evaluate_at(alphas: Sequence[float | None]) -> list[dict[str, float]]:
         model.eval()
         out = valid_at_mixes(model, graph, split, item_text, interest, alphas)
         if halved:
-            model.set_text_mix(0.5)
+            model.set_text_mix(TRAIN_MIX)
         model.train()
         return out
 

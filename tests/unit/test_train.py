@@ -107,6 +107,30 @@ def test_halved_fused_picks_text_mix_on_validation_and_serves_it(tiny, tmp_path)
     assert torch.allclose(st.user_vectors(users, fitted.interest[:10]), uv[:10], atol=1e-5)
 
 
+def test_graph_half_trains_as_the_gnn_alone(tiny) -> None:  # type: ignore[no-untyped-def]
+    """At the same seed the halved model's graph half starts and trains as ``kind="gnn"`` (its loss is
+    its own), so text share 0 is that GNN and the share validation picks cannot validate below it."""
+    ds, split, text = tiny
+    tcfg = TrainConfig(epochs=15, batch_users=16, eval_every=5, patience=100, progress=False, seed=3)
+
+    def fit_kind(kind: str):  # type: ignore[no-untyped-def]
+        mcfg = RecommenderConfig(n_users=ds.n_users, n_items=ds.n_items, kind=kind, dim=8, text_dim=16,  # type: ignore[arg-type]
+                                 graph_half=kind == "fused")
+        return fit(ds, split, mcfg, tcfg, text if kind == "fused" else None)
+
+    gnn, fused = fit_kind("gnn"), fit_kind("fused")
+    assert torch.allclose(fused.model.user_emb[:, :8], gnn.model.user_emb, atol=1e-6)
+    assert torch.allclose(fused.model.item_emb[:, :8], gnn.model.item_emb, atol=1e-6)
+    assert fused.result.best_valid["graph_ndcg@10"] == pytest.approx(gnn.result.best_valid["ndcg@10"])
+    assert fused.result.best_valid["ndcg@10"] >= gnn.result.best_valid["ndcg@10"] - 1e-9
+    fused.model.set_text_mix(0.0)
+    with torch.no_grad():
+        uv, iv = fused.model.full_vectors(fused.graph, fused.item_text, fused.interest)
+        gu, gi = gnn.model.full_vectors(gnn.graph, gnn.item_text, gnn.interest)
+    alone = harness_test_metrics(lambda ub: gnn.model.score_many(gu[ub], gi), split)
+    assert harness_test_metrics(lambda ub: fused.model.score_many(uv[ub], iv), split) == pytest.approx(alone)
+
+
 def test_halves_pair_across_temperatures_on_validation(tiny) -> None:  # type: ignore[no-untyped-def]
     """Halved models trained at two temperatures: the kept model pairs one run's graph half with one
     run's fused half, validates as its metrics say, and validates at least as well as every run alone
