@@ -8,6 +8,7 @@ period, test on the one after), or an external split (``--split-dir``).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,7 @@ class ModelSpec:
     """What ``fused`` & co. train with; the bench overrides fields from the CLI."""
 
     dim: int = 128
+    dims: tuple[int, ...] = ()  # more than one: the best on valid of each width's pick (``select_width``)
     n_layers: int = 2
     tau: float = 0.1
     taus: tuple[float, ...] = ()  # more than one: train one model per temperature, keep the best on valid
@@ -118,12 +120,12 @@ def run_model(
     if kind == "additive" and loss == "softmax":
         loss = "bce"  # the additive formula's user term cancels inside a per-user softmax
 
-    def fit_at(tau: float) -> Any:
+    def fit_at(tau: float, dim: int) -> Any:
         mcfg = RecommenderConfig(
             n_users=ds.n_users,
             n_items=ds.n_items,
             kind=kind,  # type: ignore[arg-type]
-            dim=spec.dim,
+            dim=dim,
             text_dim=text_dim,
             n_layers=spec.n_layers,
             social_weight=spec.social_weight,
@@ -146,7 +148,7 @@ def run_model(
         device=device,
         progress=progress,
     )
-    fitted, tau_search = select_tau(fit_at, spec.taus or (spec.tau,), split)
+    fitted, tau_search, dim_search = select_width(fit_at, spec.taus or (spec.tau,), spec.dims or (spec.dim,), split)
     secs = time.perf_counter() - t0
     model = fitted.model
     with torch.no_grad():
@@ -154,9 +156,11 @@ def run_model(
         m = test_metrics(lambda ub: model.score_many(uv[ub], iv), split, device=device)
     r = fitted.result
     mcfg = model.cfg
-    extra: dict[str, Any] = {"tau": mcfg.tau}
+    extra: dict[str, Any] = {"tau": mcfg.tau, "dim": mcfg.dim}
     if len(tau_search) > 1:
         extra["valid_ndcg@10_by_tau"] = tau_search
+    if len(dim_search) > 1:
+        extra["valid_ndcg@10_by_dim"] = dim_search
     if mcfg.halved:
         extra["text_mix"] = mcfg.text_mix
         if "graph_tau" in r.best_valid:
@@ -190,3 +194,24 @@ def select_tau(
 
         return best_halves(fits, split), by_tau
     return max(fits, key=lambda f: float(f.result.best_valid.get("ndcg@10", -1.0))), by_tau
+
+
+def select_width(
+    fit_at: Callable[[float, int], Any], taus: tuple[float, ...], dims: tuple[int, ...], split: Split | None = None
+) -> tuple[Any, dict[str, float], dict[str, float]]:
+    """``select_tau`` at each embedding width, then the width whose pick has the best valid NDCG@10.
+
+    Width is capacity: what a dataset can use depends on its size and density, so it is chosen on
+    validation like the temperature. Returns the kept model, its width's valid NDCG@10 by
+    temperature and the kept valid NDCG@10 by width."""
+    if not dims:
+        raise ValueError("no width to try")
+    picks = {dim: select_tau(functools.partial(_at_width, fit_at, dim), taus, split) for dim in dims}
+    by_dim = {str(dim): float(f.result.best_valid.get("ndcg@10", -1.0)) for dim, (f, _) in picks.items()}
+    best = max(dims, key=lambda dim: by_dim[str(dim)])
+    fitted, by_tau = picks[best]
+    return fitted, by_tau, by_dim
+
+
+def _at_width(fit_at: Callable[[float, int], Any], dim: int, tau: float) -> Any:
+    return fit_at(tau, dim)

@@ -31,6 +31,13 @@ _TAU = typer.Option(
     "best valid NDCG@10 is kept; a fused model with a graph half pairs the graph half of one run with the "
     "fused half of one run, whichever pairing validates best.",
 )
+AUTO_DIMS = (128, 256)
+_DIM = typer.Option(
+    "auto", "--dim",
+    help="Embedding width: a number, a comma-separated list, or auto "
+    f"({','.join(map(str, AUTO_DIMS))}). With several, the temperatures are tried at each width and the model "
+    "with the best valid NDCG@10 is kept.",
+)
 _EPOCHS = typer.Option(
     None, "--epochs",
     help="Upper bound on epochs (default: the trainer's, 400); training stops sooner when every part of the "
@@ -55,16 +62,29 @@ def parse_taus(text: str) -> tuple[float, ...]:
     return taus
 
 
+def parse_dims(text: str) -> tuple[int, ...]:
+    """``auto`` -> the default widths; ``64`` or ``64,128`` -> those values (each > 0)."""
+    if text.strip().lower() == "auto":
+        return AUTO_DIMS
+    try:
+        dims = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--dim takes whole numbers or auto, got {text!r}") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise typer.BadParameter(f"--dim values must be > 0, got {text!r}")
+    return dims
+
+
 def _spec(
-    epochs: int | None, dim: int, layers: int, tau: str, loss: str, lr: float, text_in_graph: bool,
+    epochs: int | None, dim: str, layers: int, tau: str, loss: str, lr: float, text_in_graph: bool,
     max_seconds: float, graph_half: bool = True,
 ) -> object:
     from socrec_online.eval.harness import ModelSpec
     from socrec_online.models.early_stop import MAX_EPOCHS
 
-    taus = parse_taus(tau)
+    taus, dims = parse_taus(tau), parse_dims(dim)
     return ModelSpec(
-        dim=dim, n_layers=layers, tau=taus[0], taus=taus, loss=loss, epochs=epochs or MAX_EPOCHS, lr=lr,
+        dim=dims[0], dims=dims, n_layers=layers, tau=taus[0], taus=taus, loss=loss, epochs=epochs or MAX_EPOCHS, lr=lr,
         text_in_graph=text_in_graph, max_seconds=max_seconds, graph_half=graph_half,
     )
 
@@ -89,7 +109,7 @@ def bench_quality_cmd(
     ),
     seed: int = _SEED,
     epochs: int | None = _EPOCHS,
-    dim: int = typer.Option(128, "--dim", help="Embedding width (128 measured best on LastFM)."),
+    dim: str = _DIM,
     layers: int = typer.Option(2, "--layers"),
     tau: str = _TAU,
     loss: str = typer.Option("softmax", "--loss", help="softmax | infonce | bce | bpr"),
@@ -126,6 +146,7 @@ def evaluate_cmd(
     seed: int = _SEED,
     epochs: int | None = _EPOCHS,
     tau: str = _TAU,
+    dim: str = _DIM,
     out: Path | None = _EVAL_OUT,
 ) -> None:
     """Evaluate one model (trained here on the split's train part) or one snapshot."""
@@ -134,7 +155,7 @@ def evaluate_cmd(
     if snapshot is not None:
         res = _evaluate_snapshot(snapshot, dataset, data_dir, protocol, split_dir, seed)
     else:
-        spec = _spec(epochs, 128, 2, tau, "softmax", 5e-3, False, 540.0)
+        spec = _spec(epochs, dim, 2, tau, "softmax", 5e-3, False, 540.0)
         res = run_quality(dataset, protocol, data_dir, split_dir, [model], seed, spec, device=_device())  # type: ignore[arg-type]
     print_table(res)
     if out is not None:
@@ -191,7 +212,7 @@ def train_cmd(
     promote: bool = typer.Option(False, "--promote/--no-promote", help="Make the new snapshot CURRENT."),
     seed: int = _SEED,
     epochs: int | None = _EPOCHS,
-    dim: int = typer.Option(128, "--dim", help="Embedding width (128 measured best on LastFM)."),
+    dim: str = _DIM,
     layers: int = typer.Option(2, "--layers"),
     tau: str = _TAU,
     loss: str = typer.Option("softmax", "--loss"),
@@ -203,7 +224,7 @@ def train_cmd(
     import torch
 
     from socrec_online.data import load_dataset
-    from socrec_online.eval.harness import make_split, select_tau, test_metrics
+    from socrec_online.eval.harness import make_split, select_width, test_metrics
     from socrec_online.models.early_stop import MAX_EPOCHS
     from socrec_online.models.recommender import RecommenderConfig, save_recommender
     from socrec_online.models.text_cache import cache_name, load_item_text
@@ -217,15 +238,15 @@ def train_cmd(
     epochs = epochs or MAX_EPOCHS
     tcfg = TrainConfig(epochs=epochs, loss=loss, lr=lr, seed=seed, device=_device(), max_seconds=max_seconds)  # type: ignore[arg-type]
 
-    def fit_at(t: float) -> Fitted:
+    def fit_at(t: float, width: int) -> Fitted:
         mcfg = RecommenderConfig(
-            n_users=ds.n_users, n_items=ds.n_items, kind="fused", dim=dim, text_dim=int(item_text.shape[1]),
+            n_users=ds.n_users, n_items=ds.n_items, kind="fused", dim=width, text_dim=int(item_text.shape[1]),
             n_layers=layers, tau=t, graph_half=graph_half,
         )
         return fit(ds, split, mcfg, tcfg, item_text=item_text,
                    encode=lambda x: load_item_text(cache_name(dataset, data_dir), x)[0])
 
-    fitted, by_tau = select_tau(fit_at, parse_taus(tau), split)
+    fitted, by_tau, by_dim = select_width(fit_at, parse_taus(tau), parse_dims(dim), split)
     model = fitted.model.cpu()  # score and save on cpu whatever it trained on
     with torch.no_grad():
         uv, iv = model.full_vectors(fitted.graph, fitted.item_text.cpu(), fitted.interest.cpu())
@@ -236,6 +257,8 @@ def train_cmd(
         "best_epoch": fitted.result.best_epoch,
         "tau": model.cfg.tau,
         "valid_ndcg@10_by_tau": by_tau,
+        "dim": model.cfg.dim,
+        "valid_ndcg@10_by_dim": by_dim,
     } | ({"text_mix": model.cfg.text_mix, "graph_tau": fitted.result.best_valid.get("graph_tau", model.cfg.tau)}
          if model.cfg.halved else {})
     root = snapshot_dir or s.snapshot_dir

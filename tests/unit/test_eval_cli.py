@@ -19,7 +19,7 @@ def test_bench_quality_json_and_external_split(tmp_path) -> None:  # type: ignor
     r = CliRunner().invoke(
         app,
         ["bench", "quality", "--dataset", "synthetic", "--models", "popularity,lightgcn", "--epochs", "2",
-         "--dim", "16", "--tau", "0.1,0.3", "--split-dir", str(tmp_path / "split"), "--out", str(out),
+         "--dim", "8,16", "--tau", "0.1,0.3", "--split-dir", str(tmp_path / "split"), "--out", str(out),
          "--no-progress"],
     )
     assert r.exit_code == 0, r.output
@@ -31,14 +31,22 @@ def test_bench_quality_json_and_external_split(tmp_path) -> None:  # type: ignor
         m = res["models"][name]
         assert {"recall@10", "ndcg@10", "hr@10", "recall@20", "ndcg@20", "train_seconds"} <= set(m)
         assert 0.0 <= m["ndcg@10"] <= 1.0
-    # one model per temperature; the kept one is the best on valid, and the JSON says which
-    by_tau = res["models"]["lightgcn"]["valid_ndcg@10_by_tau"]
-    assert set(by_tau) == {"0.1", "0.3"}
-    assert res["models"]["lightgcn"]["tau"] == float(max(by_tau, key=by_tau.__getitem__))
-    assert res["models"]["lightgcn"]["valid_ndcg@10"] == max(by_tau.values())
+    # one model per temperature and width; the kept one is the best on valid, and the JSON says which
+    gnn = res["models"]["lightgcn"]
+    by_tau, by_dim = gnn["valid_ndcg@10_by_tau"], gnn["valid_ndcg@10_by_dim"]
+    assert set(by_tau) == {"0.1", "0.3"} and set(by_dim) == {"8", "16"}
+    assert gnn["dim"] == int(max(by_dim, key=by_dim.__getitem__)) == gnn["config"]["model"]["dim"]
+    assert gnn["tau"] == float(max(by_tau, key=by_tau.__getitem__))
+    assert gnn["valid_ndcg@10"] == max(by_tau.values()) == max(by_dim.values())
 
 
 def test_tau_option_refuses_nonsense() -> None:
     for bad in ("0", "-0.1", "hot", ""):
         r = CliRunner().invoke(app, ["bench", "quality", "--tau", bad, "--models", "popularity"])
         assert r.exit_code == 2 and "--tau" in r.output, (bad, r.output)
+
+
+def test_dim_option_refuses_nonsense() -> None:
+    for bad in ("0", "-8", "wide", "1.5", ""):
+        r = CliRunner().invoke(app, ["bench", "quality", "--dim", bad, "--models", "popularity"])
+        assert r.exit_code == 2 and "--dim" in r.output, (bad, r.output)
