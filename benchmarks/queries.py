@@ -78,7 +78,7 @@ def train_fused(ds: Any, cfg: QueriesConfig, item_text: torch.Tensor, root: Path
 
     split = make_split(ds, "recbole", cfg.seed)
     mcfg = RecommenderConfig(n_users=ds.n_users, n_items=ds.n_items, kind="fused", dim=64,
-                             text_dim=int(item_text.shape[1]), graph_half=True)  # what `socrec train` makes
+                             text_dim=int(item_text.shape[1]), graph_half=True)  # `socrec train`'s model at one width and tau
     tcfg = TrainConfig(epochs=cfg.epochs, seed=cfg.seed, max_seconds=cfg.max_seconds, progress=False)
     fitted = fit(ds, split, mcfg, tcfg, item_text=item_text)
     res = fitted.result
