@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
@@ -43,36 +45,34 @@ _EPOCHS = typer.Option(
     help="Upper bound on epochs (default: the trainer's, 400); training stops sooner when every part of the "
     "model has run out of patience on valid NDCG@10, or at --max-seconds.",
 )
+N = TypeVar("N", int, float)
 _GRAPH_HALF = typer.Option(
     True, "--graph-half/--no-graph-half",
     help="fused: train a graph-only half beside the fused one and mix them by the share valid NDCG@10 picks.",
 )
 
 
+def _parse_grid(text: str, option: str, auto: tuple[N, ...], cast: Callable[[str], N], what: str) -> tuple[N, ...]:
+    """``auto`` -> ``auto``; ``a`` or ``a,b`` -> those values cast (each > 0), or a usage error naming ``option``."""
+    if text.strip().lower() == "auto":
+        return auto
+    try:
+        values = tuple(cast(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes {what} or auto, got {text!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise typer.BadParameter(f"{option} values must be > 0, got {text!r}")
+    return values
+
+
 def parse_taus(text: str) -> tuple[float, ...]:
     """``auto`` -> the default grid; ``0.2`` or ``0.1,0.3`` -> those values (each > 0)."""
-    if text.strip().lower() == "auto":
-        return AUTO_TAUS
-    try:
-        taus = tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise typer.BadParameter(f"--tau takes numbers or auto, got {text!r}") from None
-    if not taus or any(not t > 0 for t in taus):
-        raise typer.BadParameter(f"--tau values must be > 0, got {text!r}")
-    return taus
+    return _parse_grid(text, "--tau", AUTO_TAUS, float, "numbers")
 
 
 def parse_dims(text: str) -> tuple[int, ...]:
     """``auto`` -> the default widths; ``64`` or ``64,128`` -> those values (each > 0)."""
-    if text.strip().lower() == "auto":
-        return AUTO_DIMS
-    try:
-        dims = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise typer.BadParameter(f"--dim takes whole numbers or auto, got {text!r}") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise typer.BadParameter(f"--dim values must be > 0, got {text!r}")
-    return dims
+    return _parse_grid(text, "--dim", AUTO_DIMS, int, "whole numbers")
 
 
 def _spec(
