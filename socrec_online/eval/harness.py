@@ -22,6 +22,7 @@ from socrec_online.eval.baselines import Popularity, RiverMF, RiverMFConfig
 from socrec_online.eval.metrics import evaluate_full_ranking
 from socrec_online.eval.splits import Split, load_split_dir, recbole_split, temporal_split
 from socrec_online.models.early_stop import MAX_EPOCHS
+from socrec_online.models.ensemble import width_shares
 
 MODELS = ("popularity", "river_mf", "lightgcn", "text_only", "additive", "fused")
 PROTOCOLS = ("recbole", "temporal")
@@ -157,6 +158,9 @@ def run_model(
     r = fitted.result
     mcfg = model.cfg
     extra: dict[str, Any] = {"tau": mcfg.tau, "dim": mcfg.dim}
+    shares = width_shares(r.best_valid)
+    if shares:
+        extra["width_shares"] = shares
     if len(tau_search) > 1:
         extra["valid_ndcg@10_by_tau"] = tau_search
     if len(dim_search) > 1:
@@ -199,17 +203,24 @@ def select_tau(
 def select_width(
     fit_at: Callable[[float, int], Any], taus: tuple[float, ...], dims: tuple[int, ...], split: Split | None = None
 ) -> tuple[Any, dict[str, float], dict[str, float]]:
-    """``select_tau`` at each embedding width, then the width whose pick has the best valid NDCG@10.
+    """``select_tau`` at each embedding width, then the ensemble of the widths' picks with the best
+    valid NDCG@10 (``models.ensemble``; one width alone when validation gives it every share).
 
     Width is capacity: what a dataset can use depends on its size and density, so it is chosen on
-    validation like the temperature. Returns the kept model, its width's valid NDCG@10 by
-    temperature and the kept valid NDCG@10 by width."""
+    validation like the temperature; the widths not kept alone still add a differently trained view.
+    Returns the kept model, the valid NDCG@10 by temperature of its largest member's width, and
+    each width's own valid NDCG@10."""
     if not dims:
         raise ValueError("no width to try")
     picks = {dim: select_tau(functools.partial(_at_width, fit_at, dim), taus, split) for dim in dims}
     by_dim = {str(dim): float(f.result.best_valid.get("ndcg@10", -1.0)) for dim, (f, _) in picks.items()}
     best = max(dims, key=lambda dim: by_dim[str(dim)])
     fitted, by_tau = picks[best]
+    if len(dims) > 1 and split is not None:
+        from socrec_online.models.ensemble import ensemble_on_valid
+
+        fitted = ensemble_on_valid([f for f, _ in picks.values()], split)
+        by_tau = picks[fitted.model.cfg.dim][1]
     return fitted, by_tau, by_dim
 
 

@@ -87,13 +87,15 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def chosen_on_valid(m: dict[str, Any]) -> str:
-    """What validation picked for a trained model: its temperature, and the text half's share."""
+    """What validation picked for a trained model: its temperature, the text half's share, the widths' shares."""
     parts = []
     if "tau" in m:
         graph = f" (graph half {m['graph_tau']:g})" if m.get("graph_tau", m["tau"]) != m["tau"] else ""
         parts.append(f"tau {m['tau']:g}{graph}")
     if "text_mix" in m:
         parts.append(f"text mix {m['text_mix']:g}")
+    if "width_shares" in m:
+        parts.append("widths " + " + ".join(f"{b:g}x{w}" for w, b in m["width_shares"].items() if b > 0))
     return ", ".join(parts)
 
 

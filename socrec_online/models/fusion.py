@@ -26,13 +26,30 @@ Every head has the same three verbs so the serving path never branches on the ki
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 FusionKind = Literal["fused", "additive", "gnn", "text"]
+
+
+class Member(NamedTuple):
+    """One trained model inside an ensemble of widths (``models/ensemble.py``)."""
+
+    dim: int  # its width (each half's, when halved)
+    text_mix: float  # its text half's share (halved members)
+    share: float  # its weight in the ensemble's score (its share, rescaled to the ensemble's tau)
+
+
+class Segment(NamedTuple):
+    """A run of output columns normalised on its own and weighted in the score."""
+
+    width: int
+    collab: bool  # reads the next ``width`` collaborative columns
+    text: bool  # reads the next ``width`` projected-text columns
+    weight: float  # its share of the score (the columns are scaled by sqrt(weight))
 
 
 @dataclass
@@ -44,17 +61,50 @@ class FusionConfig:
     text_scale: float = 1.0  # initial weight of the text projection relative to the collaborative part
     graph_half: bool = False  # a second, graph-only half of the collaborative input (kind "fused")
     text_mix: float = 1.0  # alpha: the text half's share of the score when graph_half (0..1)
+    members: tuple[Member, ...] = ()  # an ensemble of widths; empty: one model of ``dim``
+
+    @property
+    def halved(self) -> bool:
+        return self.graph_half and self.kind == "fused"
+
+    def segments(self) -> list[Segment]:
+        """The score's segments in column order: per member, ``[graph | fused]`` when halved, else one."""
+        members = self.members or (Member(self.dim, self.text_mix, 1.0),)
+        out: list[Segment] = []
+        for m in members:
+            if self.halved:
+                out += [Segment(m.dim, True, False, m.share * (1.0 - m.text_mix)),
+                        Segment(m.dim, True, True, m.share * m.text_mix)]
+            else:
+                out.append(Segment(m.dim, self.kind in ("fused", "gnn"), self.kind in ("fused", "text"), m.share))
+        return out
+
+    @property
+    def collab_width(self) -> int:
+        """Width of the collaborative input (ID embeddings, LightGCN rows)."""
+        return sum(s.width for s in self.segments())
+
+    @property
+    def text_width(self) -> int:
+        """Width of the text projections."""
+        return sum(s.width for s in self.segments() if s.text)
 
 
 class FusedHead(nn.Module):
-    """Dot product of projected towers (cosine / tau): user-item interaction, cheap to serve."""
+    """Dot product of projected towers (cosine / tau): user-item interaction, cheap to serve.
+
+    The vectors are segments (:class:`Segment`), each the unit vector of its collaborative columns
+    plus its projected text, scaled by the square root of its weight, so one dot product is the
+    weighted sum of the segments' cosines."""
 
     def __init__(self, cfg: FusionConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.segments = cfg.segments()
         use_text = cfg.kind in ("fused", "text")
-        self.item_text = nn.Linear(cfg.text_dim, cfg.dim, bias=False) if use_text else None
-        self.user_text = nn.Linear(cfg.text_dim, cfg.dim, bias=False) if use_text else None
+        tw = cfg.text_width
+        self.item_text = nn.Linear(cfg.text_dim, tw, bias=False) if use_text else None
+        self.user_text = nn.Linear(cfg.text_dim, tw, bias=False) if use_text else None
         if use_text:
             for lin in (self.item_text, self.user_text):
                 assert lin is not None
@@ -66,68 +116,70 @@ class FusedHead(nn.Module):
 
     @property
     def halved(self) -> bool:
-        return self.cfg.graph_half and self.cfg.kind == "fused"
+        return self.cfg.halved
 
     def item_vectors_from(self, collab: Tensor | None, text_proj: Tensor | None, n: int) -> Tensor:
-        if self.halved:
-            g, f = self._split(collab)
-            return self._mix(g, self._sum_unit([f, text_proj], n))
-        return self._sum_unit([collab if self.cfg.kind in ("fused", "gnn") else None, text_proj], n)
+        return self._vectors(collab, text_proj, n, text_proj if text_proj is not None else collab)
 
-    def _split(self, collab: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
-        d = self.cfg.dim
-        return (None, None) if collab is None else (collab[:, :d], collab[:, d:])
-
-    def _sum_unit(self, parts: list[Tensor | None], n: int, like: Tensor | None = None) -> Tensor:
-        """normalize(sum of the given parts) (n, d); zeros (on ``like``'s device) when there is none."""
-        given = [p for p in parts if p is not None]
-        if not given:
-            return like.new_zeros(n, self.cfg.dim) if like is not None else self._zeros(n)
-        return F.normalize(torch.stack(given).sum(0), dim=-1)
-
-    def _mix(self, graph: Tensor | None, fused: Tensor) -> Tensor:
-        """[sqrt(1 - alpha) * unit(graph) | sqrt(alpha) * fused] (n, 2d): one dot product mixes the halves."""
-        a = float(self.cfg.text_mix)
-        g = F.normalize(graph, dim=-1) if graph is not None else torch.zeros_like(fused)
-        return torch.cat([g * (1.0 - a) ** 0.5, fused * a**0.5], dim=1)
+    def _vectors(self, collab: Tensor | None, text: Tensor | None, n: int, like: Tensor | None) -> Tensor:
+        """[sqrt(w_s) * unit(collab_s + text_s)] over the segments s (n, width); a segment with no
+        input (a new item's collaborative part, a model without text) is zeros."""
+        out, c0, t0 = [], 0, 0
+        for seg in self.segments:
+            parts = []
+            if seg.collab and collab is not None:
+                parts.append(collab[:, c0 : c0 + seg.width])
+            if seg.text and text is not None:
+                parts.append(text[:, t0 : t0 + seg.width])
+            c0 += seg.width if seg.collab else 0
+            t0 += seg.width if seg.text else 0
+            if parts:
+                v = F.normalize(torch.stack(parts).sum(0), dim=-1)
+            else:
+                v = like.new_zeros(n, seg.width) if like is not None else self._zeros(n, seg.width)
+            out.append(v * seg.weight**0.5)
+        return out[0] if len(out) == 1 else torch.cat(out, dim=1)
 
     def halves(self, vecs: Tensor) -> list[Tensor]:
-        """The unit vectors of each half ((n, d) each) from mixed vectors; the whole when not halved.
+        """The unit vectors of each segment ((n, d) each) from mixed vectors; the whole when there
+        is one segment.
 
         Training scores each half on its own (``text_mix`` is kept strictly inside (0, 1) then)."""
-        if not self.halved:
+        if len(self.segments) == 1:
             return [vecs]
-        a, d = float(self.cfg.text_mix), self.cfg.dim
-        if not 0.0 < a < 1.0:
+        if any(s.weight <= 0.0 for s in self.segments):
             raise ValueError("the halves are only separable with 0 < text_mix < 1")
-        return [vecs[:, :d] / (1.0 - a) ** 0.5, vecs[:, d:] / a**0.5]
+        out, c0 = [], 0
+        for seg in self.segments:
+            out.append(vecs[:, c0 : c0 + seg.width] / seg.weight**0.5)
+            c0 += seg.width
+        return out
 
     def set_text_mix(self, alpha: float) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"text_mix must lie in [0, 1], got {alpha}")
+        if self.cfg.members:
+            raise ValueError("an ensemble's members keep the text shares they were picked with")
         self.cfg.text_mix = float(alpha)
+        self.segments = self.cfg.segments()
 
-    def _zeros(self, n: int) -> Tensor:
+    def _zeros(self, n: int, width: int) -> Tensor:
         p = next(self.parameters(), None)
-        return torch.zeros(n, self.cfg.dim, device=p.device if p is not None else None)
+        return torch.zeros(n, width, device=p.device if p is not None else None)
 
     @property
     def width(self) -> int:
         """Width of the vectors this head returns."""
-        return 2 * self.cfg.dim if self.halved else self.cfg.dim
+        return sum(s.width for s in self.segments)
 
     def item_vectors(self, collab: Tensor | None, text: Tensor) -> Tensor:
-        """(C, d) from collaborative rows (C, d) (None or zeros for items never seen) and text (C, Dt)."""
+        """(C, k) from collaborative rows (C, d) (None or zeros for items never seen) and text (C, Dt)."""
         return self.item_vectors_from(collab, self.project_item_text(text), text.shape[0])
 
     def user_vectors(self, h_user: Tensor | None, interest: Tensor) -> Tensor:
-        """(B, d) from GNN user rows (B, d) and the interest text vector (B, Dt); (B, 2d) when halved."""
+        """(B, k) from GNN user rows (B, d) and the interest text vector (B, Dt); (B, 2d) when halved."""
         text = self.user_text(interest) if self.user_text is not None else None
-        n = interest.shape[0]
-        if self.halved:
-            g, f = self._split(h_user)
-            return self._mix(g, self._sum_unit([f, text], n, interest))
-        return self._sum_unit([h_user if self.cfg.kind in ("fused", "gnn") else None, text], n, interest)
+        return self._vectors(h_user, text, interest.shape[0], interest)
 
     def score_many(self, user_vecs: Tensor, item_vecs: Tensor) -> Tensor:
         return user_vecs @ item_vecs.T / self.cfg.tau  # (B, C)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from socrec_online.idmap import IdMap
-from socrec_online.models.fusion import FusionConfig, FusionKind, make_head
+from socrec_online.models.fusion import FusionConfig, FusionKind, Member, make_head
 from socrec_online.models.gnn import (
     IncrementalPropagator,
     InteractionGraph,
@@ -45,6 +45,12 @@ class RecommenderConfig:
     init_std: float = 0.1
     graph_half: bool = False  # kind "fused": a graph-only half beside the fused one (models/fusion.py)
     text_mix: float = 1.0  # the fused half's share of the score, picked on validation (graph_half only)
+    members: tuple[Member, ...] = ()  # an ensemble of widths (models/ensemble.py); empty: one model of ``dim``
+
+    def __post_init__(self) -> None:
+        self.members = tuple(Member(int(m[0]), float(m[1]), float(m[2])) for m in self.members)
+        if self.members and self.text_in_graph:
+            raise ValueError("an ensemble of widths does not take text into the graph")
 
     @property
     def halved(self) -> bool:
@@ -52,8 +58,14 @@ class RecommenderConfig:
 
     @property
     def emb_dim(self) -> int:
-        """Width of the ID embeddings and of the LightGCN layers (both halves when halved)."""
-        return 2 * self.dim if self.halved else self.dim
+        """Width of the ID embeddings and of the LightGCN layers (both halves when halved, every
+        member of an ensemble)."""
+        return self.fusion().collab_width
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The members' widths (one: ``dim``)."""
+        return tuple(m.dim for m in self.members) or (self.dim,)
 
     def gnn(self) -> SocialGNNConfig:
         return SocialGNNConfig(n_layers=self.n_layers, social_weight=self.social_weight, weighting=self.weighting)
@@ -61,7 +73,7 @@ class RecommenderConfig:
     def fusion(self) -> FusionConfig:
         return FusionConfig(
             kind=self.kind, dim=self.dim, text_dim=self.text_dim, tau=self.tau, graph_half=self.graph_half,
-            text_mix=self.text_mix,
+            text_mix=self.text_mix, members=self.members,
         )
 
     @classmethod
@@ -79,8 +91,8 @@ class FusedRecommender(nn.Module):
         self.uses_graph = cfg.kind != "text"
         # a halved model draws its graph half first, as a graph-only model draws its whole, so the
         # graph half starts (and, its loss being its own, trains) as ``kind="gnn"`` at the same seed
-        halves = 2 if cfg.halved else 1
-        draws = [(torch.randn(cfg.n_users, cfg.dim), torch.randn(cfg.n_items, cfg.dim)) for _ in range(halves)]
+        widths = [s.width for s in cfg.fusion().segments()]
+        draws = [(torch.randn(cfg.n_users, w), torch.randn(cfg.n_items, w)) for w in widths]
         self.user_emb = nn.Parameter(torch.cat([u for u, _ in draws], 1) * cfg.init_std)  # (U, d)
         self.item_emb = nn.Parameter(torch.cat([i for _, i in draws], 1) * cfg.init_std)  # (I, d)
         self.text_in = nn.Linear(cfg.text_dim, cfg.dim, bias=False) if cfg.text_in_graph else None
@@ -146,7 +158,7 @@ class FusedRecommender(nn.Module):
     def part_views(self) -> list[tuple[str, dict[str, Tensor]]]:
         """The independently trained parts' weights as views: ``whole``, or ``graph`` and ``fused`` halves."""
         whole = dict(self.state_dict(keep_vars=True))
-        if not self.cfg.halved:
+        if not self.cfg.halved or self.cfg.members:
             return [("whole", whole)]
         d = self.cfg.dim
         graph = {"user_emb": self.user_emb[:, :d], "item_emb": self.item_emb[:, :d]}

@@ -226,6 +226,7 @@ def train_cmd(
     from socrec_online.data import load_dataset
     from socrec_online.eval.harness import make_split, select_width, test_metrics
     from socrec_online.models.early_stop import MAX_EPOCHS
+    from socrec_online.models.ensemble import width_shares
     from socrec_online.models.recommender import RecommenderConfig, save_recommender
     from socrec_online.models.text_cache import cache_name, load_item_text
     from socrec_online.models.train import Fitted, TrainConfig, fit
@@ -259,7 +260,7 @@ def train_cmd(
         "valid_ndcg@10_by_tau": by_tau,
         "dim": model.cfg.dim,
         "valid_ndcg@10_by_dim": by_dim,
-    } | ({"text_mix": model.cfg.text_mix, "graph_tau": fitted.result.best_valid.get("graph_tau", model.cfg.tau)}
+    } | ({"width_shares": shares} if (shares := width_shares(fitted.result.best_valid)) else {}) | ({"text_mix": model.cfg.text_mix, "graph_tau": fitted.result.best_valid.get("graph_tau", model.cfg.tau)}
          if model.cfg.halved else {})
     root = snapshot_dir or s.snapshot_dir
     info = save_recommender(

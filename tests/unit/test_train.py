@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from _blocks import block_dataset
 
-from socrec_online.data.base import Dataset, Interactions
 from socrec_online.eval.baselines import Popularity
 from socrec_online.eval.harness import test_metrics as harness_test_metrics
 from socrec_online.eval.splits import recbole_split
-from socrec_online.idmap import IdMap
 from socrec_online.models.gnn import build_graph
 from socrec_online.models.recommender import (
     FusedRecommender,
@@ -22,29 +20,9 @@ from socrec_online.models.recommender import (
 from socrec_online.models.train import TrainConfig, fit
 
 
-def _block_dataset(seed: int = 0) -> Dataset:
-    """4 communities x 30 users; each user engages 12 of its community's 25 items; friends within."""
-    rng = np.random.default_rng(seed)
-    users, items = IdMap(f"u{i}" for i in range(120)), IdMap(f"i{j}" for j in range(100))
-    us, its, src, dst = [], [], [], []
-    for u in range(120):
-        c = u // 30
-        for j in rng.choice(25, size=12, replace=False):
-            us.append(u)
-            its.append(c * 25 + int(j))
-        for f in rng.choice(30, size=3, replace=False):
-            if c * 30 + int(f) != u:
-                src.append(u)
-                dst.append(c * 30 + int(f))
-    n = len(us)
-    inter = Interactions(np.asarray(us), np.asarray(its), np.zeros(n), np.ones(n, np.float32), np.zeros(n, np.int8))
-    text = [f"item {j} of community {j // 25}" for j in range(100)]
-    return Dataset("blocks", users, items, text, inter, np.asarray(src), np.asarray(dst))
-
-
 @pytest.fixture(scope="module")
 def tiny():  # type: ignore[no-untyped-def]
-    ds = _block_dataset()
+    ds = block_dataset()
     split = recbole_split(ds.interactions, ds.n_users, ds.n_items, seed=1)
     g = torch.Generator().manual_seed(0)
     text = torch.nn.functional.normalize(torch.randn(ds.n_items, 16, generator=g), dim=1)  # stand-in text tower
