@@ -37,8 +37,8 @@ AUTO_DIMS = (128, 256)
 _DIM = typer.Option(
     "auto", "--dim",
     help="Embedding width: a number, a comma-separated list, or auto "
-    f"({','.join(map(str, AUTO_DIMS))}). With several, the temperatures are tried at each width and the model "
-    "with the best valid NDCG@10 is kept.",
+    f"({','.join(map(str, AUTO_DIMS))}). With several, the temperatures are tried at each width and the widths' "
+    "picks are kept as one ensemble, weighted by the shares with the best valid NDCG@10.",
 )
 _EPOCHS = typer.Option(
     None, "--epochs",
