@@ -114,10 +114,6 @@ class FusedHead(nn.Module):
         """W_t·text (C, d), or None when the head ignores text; serving caches it per item."""
         return self.item_text(text) if self.item_text is not None else None
 
-    @property
-    def halved(self) -> bool:
-        return self.cfg.halved
-
     def item_vectors_from(self, collab: Tensor | None, text_proj: Tensor | None, n: int) -> Tensor:
         return self._vectors(collab, text_proj, n, text_proj if text_proj is not None else collab)
 
@@ -131,7 +127,7 @@ class FusedHead(nn.Module):
                 parts.append(collab[:, c0 : c0 + seg.width])
             if seg.text and text is not None:
                 parts.append(text[:, t0 : t0 + seg.width])
-            c0 += seg.width if seg.collab else 0
+            c0 += seg.width  # every segment has its collaborative columns (``collab_width``)
             t0 += seg.width if seg.text else 0
             if parts:
                 v = F.normalize(torch.stack(parts).sum(0), dim=-1)

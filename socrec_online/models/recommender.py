@@ -54,7 +54,7 @@ class RecommenderConfig:
 
     @property
     def halved(self) -> bool:
-        return self.graph_half and self.kind == "fused"
+        return self.fusion().halved
 
     @property
     def emb_dim(self) -> int:

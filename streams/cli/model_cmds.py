@@ -252,6 +252,7 @@ def train_cmd(
     with torch.no_grad():
         uv, iv = model.full_vectors(fitted.graph, fitted.item_text.cpu(), fitted.interest.cpu())
         m = test_metrics(lambda ub: model.score_many(uv[ub], iv), split)
+    shares = width_shares(fitted.result.best_valid)
     metrics = {k: v for k, v in m.items()} | {
         "valid_ndcg@10": fitted.result.best_valid.get("ndcg@10"),
         "train_seconds": fitted.result.seconds,
@@ -260,8 +261,9 @@ def train_cmd(
         "valid_ndcg@10_by_tau": by_tau,
         "dim": model.cfg.dim,
         "valid_ndcg@10_by_dim": by_dim,
-    } | ({"width_shares": shares} if (shares := width_shares(fitted.result.best_valid)) else {}) | ({"text_mix": model.cfg.text_mix, "graph_tau": fitted.result.best_valid.get("graph_tau", model.cfg.tau)}
-         if model.cfg.halved else {})
+    } | ({"width_shares": shares} if shares else {}) | (
+        {"text_mix": model.cfg.text_mix, "graph_tau": fitted.result.best_valid.get("graph_tau", model.cfg.tau)}
+        if model.cfg.halved else {})
     root = snapshot_dir or s.snapshot_dir
     info = save_recommender(
         root, model, ds.users.all_ids, ds.items.all_ids, metrics,
