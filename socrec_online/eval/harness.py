@@ -165,6 +165,8 @@ def run_model(
         extra["valid_ndcg@10_by_tau"] = tau_search
     if len(dim_search) > 1:
         extra["valid_ndcg@10_by_dim"] = dim_search
+    if mcfg.kind in ("gnn", "fused"):
+        extra["pop_prior"] = mcfg.pop_prior
     if mcfg.halved:
         extra["text_mix"] = mcfg.text_mix
         if "graph_tau" in r.best_valid:
@@ -204,7 +206,8 @@ def select_width(
     fit_at: Callable[[float, int], Any], taus: tuple[float, ...], dims: tuple[int, ...], split: Split | None = None
 ) -> tuple[Any, dict[str, float], dict[str, float]]:
     """``select_tau`` at each embedding width, then the ensemble of the widths' picks with the best
-    valid NDCG@10 (``models.ensemble``; one width alone when validation gives it every share).
+    valid NDCG@10 (``models.ensemble``; one width alone when validation gives it every share), then
+    its popularity term (``models.prior``).
 
     Width is capacity: what a dataset can use depends on its size and density, so it is chosen on
     validation like the temperature; the widths not kept alone still add a differently trained view.
@@ -221,6 +224,10 @@ def select_width(
 
         fitted = ensemble_on_valid([f for f, _ in picks.values()], split)
         by_tau = picks[fitted.model.cfg.dim][1]
+    if split is not None:
+        from socrec_online.models.prior import prior_on_valid
+
+        fitted = prior_on_valid(fitted, split)
     return fitted, by_tau, by_dim
 
 

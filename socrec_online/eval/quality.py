@@ -87,7 +87,8 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def chosen_on_valid(m: dict[str, Any]) -> str:
-    """What validation picked for a trained model: its temperature, the text half's share, the widths' shares."""
+    """What validation picked for a trained model: its temperature, the text half's share, the widths'
+    shares, the popularity term's weight."""
     parts = []
     if "tau" in m:
         graph = f" (graph half {m['graph_tau']:g})" if m.get("graph_tau", m["tau"]) != m["tau"] else ""
@@ -96,6 +97,8 @@ def chosen_on_valid(m: dict[str, Any]) -> str:
         parts.append(f"text mix {m['text_mix']:g}")
     if "width_shares" in m:
         parts.append("widths " + " + ".join(f"{b:g}x{w}" for w, b in m["width_shares"].items() if b > 0))
+    if m.get("pop_prior"):
+        parts.append(f"popularity {m['pop_prior']:+g}")
     return ", ".join(parts)
 
 

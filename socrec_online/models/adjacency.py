@@ -11,7 +11,8 @@ nodes) and applies a batch's edge changes as deletions and insertions at the end
 
 so the patched Â equals a rebuild's, up to the order of entries within a row (a float sum
 order, nothing more). New users are inserted before the items (node layout ``[users | items]``),
-so the item columns shift when users grow.
+so the item columns shift when users grow. :class:`EdgeStore` holds the unique edges (and their
+accumulated counts) the adjacency is built from.
 """
 
 from __future__ import annotations
@@ -127,3 +128,45 @@ class GrowingCsr:
             torch.as_tensor(val, dtype=torch.float32),
             size=(n, n),
         ).to(device)
+
+
+class EdgeStore:
+    """Unique undirected edges in growable arrays (key -> slot), with accumulated counts."""
+
+    def __init__(self) -> None:
+        self.slot: dict[tuple[int, int], int] = {}
+        self.a = np.zeros(1024, np.int64)
+        self.b = np.zeros(1024, np.int64)
+        self.cnt = np.zeros(1024, np.float64)  # 0 = removed
+        self.n = 0
+
+    def add(self, a: int, b: int, w: float) -> bool:
+        """Add ``w`` to the edge's count; True when the edge is new."""
+        s = self.slot.get((a, b))
+        new = s is None
+        if s is None:
+            if self.n == self.a.shape[0]:
+                cap = 2 * self.n
+                self.a = np.resize(self.a, cap)
+                self.b = np.resize(self.b, cap)
+                self.cnt = np.resize(self.cnt, cap)
+            s = self.n
+            self.slot[(a, b)] = s
+            self.a[s], self.b[s], self.cnt[s] = a, b, 0.0
+            self.n += 1
+        self.cnt[s] += w
+        return new
+
+    def remove(self, a: int, b: int) -> bool:
+        s = self.slot.pop((a, b), None)
+        if s is None:
+            return False
+        self.cnt[s] = 0.0
+        return True
+
+    def alive(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        m = self.cnt[: self.n] > 0
+        return self.a[: self.n][m], self.b[: self.n][m], self.cnt[: self.n][m]
+
+    def __len__(self) -> int:
+        return len(self.slot)

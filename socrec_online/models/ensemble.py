@@ -52,8 +52,8 @@ def assemble(models: Sequence[FusedRecommender], shares: Sequence[float]) -> Fus
         raise ValueError(f"shares must be positive and sum to 1, got {list(shares)}")
     first = models[0].cfg
     for m in models:
-        if m.cfg.members or m.cfg.text_in_graph:
-            raise ValueError("members are single models without text in the graph")
+        if m.cfg.members or m.cfg.text_in_graph or m.cfg.pop_prior:
+            raise ValueError("members are single models without text in the graph or a popularity term")
         if any(getattr(m.cfg, k) != getattr(first, k) for k in _SAME):
             raise ValueError(f"members differ in one of {', '.join(_SAME)}")
     lead = models[max(range(len(models)), key=lambda k: shares[k])].cfg
@@ -83,7 +83,7 @@ def shares_on_valid(fits: Sequence[Fitted], split: Split) -> tuple[tuple[float, 
     vecs: list[tuple[Tensor, Tensor]] = []
     for f in fits:
         dev = f.model.user_emb.device
-        uv, iv = f.model.full_vectors(f.graph, f.item_text.to(dev), f.interest.to(dev))
+        uv, iv = f.model.full_vectors(f.graph, f.item_text.to(dev), f.interest.to(dev), prior=False)
         vecs.append((uv.cpu() * (fits[0].model.cfg.tau / f.model.cfg.tau), iv.cpu()))  # its logits, up to one scale
     best: tuple[float, tuple[float, ...], dict[str, float]] | None = None
     for shares in share_grid(len(fits)):

@@ -18,6 +18,11 @@ with the text half's share :math:`\alpha` (``text_mix``) picked on validation af
 (``models/train.py``), so the model is never worse on validation than its graph part: where the
 text says little, validation picks :math:`\alpha = 0` and the model is a GNN.
 
+``pop_prior`` (:math:`\beta`, picked on validation after training: ``models/prior.py``) adds a
+popularity term to every logit, :math:`s(u, i) \mathrel{+}= \beta \log(1 + n_i)` with :math:`n_i`
+the item's users in the graph, as one more column of the vectors (:math:`\beta\tau` on the user's,
+:math:`\log(1 + n_i)` on the item's), so serving still scores with one dot product.
+
 Every head has the same three verbs so the serving path never branches on the kind:
 ``item_vectors(collab, text) -> (C, k)``, ``user_vectors(h_user, interest) -> (B, k)``,
 ``score_many(user_vecs, item_vecs) -> (B, C)`` logits.
@@ -62,6 +67,7 @@ class FusionConfig:
     graph_half: bool = False  # a second, graph-only half of the collaborative input (kind "fused")
     text_mix: float = 1.0  # alpha: the text half's share of the score when graph_half (0..1)
     members: tuple[Member, ...] = ()  # an ensemble of widths; empty: one model of ``dim``
+    pop_prior: float = 0.0  # beta: logit += beta * log(1 + item's users), picked on valid (0: none)
 
     @property
     def halved(self) -> bool:
@@ -114,8 +120,17 @@ class FusedHead(nn.Module):
         """W_t·text (C, d), or None when the head ignores text; serving caches it per item."""
         return self.item_text(text) if self.item_text is not None else None
 
-    def item_vectors_from(self, collab: Tensor | None, text_proj: Tensor | None, n: int) -> Tensor:
-        return self._vectors(collab, text_proj, n, text_proj if text_proj is not None else collab)
+    def item_vectors_from(
+        self, collab: Tensor | None, text_proj: Tensor | None, n: int, item_users: Tensor | None = None,
+        prior: bool = True,
+    ) -> Tensor:
+        """(n, k) item vectors; ``item_users`` (n,): each item's users in the graph (the popularity
+        column; None: zeros, as for an item nobody has touched)."""
+        v = self._vectors(collab, text_proj, n, text_proj if text_proj is not None else collab)
+        if not (prior and self.cfg.pop_prior):
+            return v
+        col = torch.log1p(item_users.to(v)) if item_users is not None else v.new_zeros(n)
+        return torch.cat([v, col.unsqueeze(1)], dim=1)
 
     def _vectors(self, collab: Tensor | None, text: Tensor | None, n: int, like: Tensor | None) -> Tensor:
         """[sqrt(w_s) * unit(collab_s + text_s)] over the segments s (n, width); a segment with no
@@ -159,23 +174,36 @@ class FusedHead(nn.Module):
         self.cfg.text_mix = float(alpha)
         self.segments = self.cfg.segments()
 
+    def set_pop_prior(self, beta: float) -> None:
+        self.cfg.pop_prior = float(beta)
+
     def _zeros(self, n: int, width: int) -> Tensor:
         p = next(self.parameters(), None)
         return torch.zeros(n, width, device=p.device if p is not None else None)
 
     @property
     def width(self) -> int:
-        """Width of the vectors this head returns."""
-        return sum(s.width for s in self.segments)
+        """Width of the vectors this head returns (the popularity column included)."""
+        return sum(s.width for s in self.segments) + (1 if self.cfg.pop_prior else 0)
 
-    def item_vectors(self, collab: Tensor | None, text: Tensor) -> Tensor:
+    def item_vectors(
+        self, collab: Tensor | None, text: Tensor, item_users: Tensor | None = None, prior: bool = True
+    ) -> Tensor:
         """(C, k) from collaborative rows (C, d) (None or zeros for items never seen) and text (C, Dt)."""
-        return self.item_vectors_from(collab, self.project_item_text(text), text.shape[0])
+        return self.item_vectors_from(collab, self.project_item_text(text), text.shape[0], item_users, prior)
 
-    def user_vectors(self, h_user: Tensor | None, interest: Tensor) -> Tensor:
-        """(B, k) from GNN user rows (B, d) and the interest text vector (B, Dt); (B, 2d) when halved."""
+    def user_vectors(self, h_user: Tensor | None, interest: Tensor, prior: bool = True) -> Tensor:
+        """(B, k) from GNN user rows (B, d) and the interest text vector (B, Dt); (B, 2d) when halved.
+
+        ``prior=False`` leaves the popularity column out (training: the term is picked after it). A
+        user with no vector at all (nothing known of them) gets no popularity term either: it corrects
+        the model's bias, and there is no model term to correct."""
         text = self.user_text(interest) if self.user_text is not None else None
-        return self._vectors(h_user, text, interest.shape[0], interest)
+        v = self._vectors(h_user, text, interest.shape[0], interest)
+        if not (prior and self.cfg.pop_prior):
+            return v
+        known = (v != 0).any(dim=1, keepdim=True).to(v.dtype)
+        return torch.cat([v, known * (self.cfg.pop_prior * self.cfg.tau)], dim=1)
 
     def score_many(self, user_vecs: Tensor, item_vecs: Tensor) -> Tensor:
         return user_vecs @ item_vecs.T / self.cfg.tau  # (B, C)
@@ -193,11 +221,16 @@ class AdditiveHead(nn.Module):
     def project_item_text(self, text: Tensor) -> Tensor:
         return self.w(text)  # (C, 1)
 
-    def item_vectors_from(self, collab: Tensor | None, text_proj: Tensor | None, n: int) -> Tensor:
+    def item_vectors_from(
+        self, collab: Tensor | None, text_proj: Tensor | None, n: int, item_users: Tensor | None = None,
+        prior: bool = True,
+    ) -> Tensor:
         assert text_proj is not None
-        return text_proj  # (C, 1): the item term never sees the user
+        return text_proj  # (C, 1): the item term never sees the user (and takes no popularity term)
 
-    def item_vectors(self, collab: Tensor | None, text: Tensor) -> Tensor:
+    def item_vectors(
+        self, collab: Tensor | None, text: Tensor, item_users: Tensor | None = None, prior: bool = True
+    ) -> Tensor:
         return self.w(text)  # (C, 1)
 
     def halves(self, vecs: Tensor) -> list[Tensor]:
@@ -206,7 +239,10 @@ class AdditiveHead(nn.Module):
     def set_text_mix(self, alpha: float) -> None:
         raise ValueError("the additive head has no halves to mix")
 
-    def user_vectors(self, h_user: Tensor | None, interest: Tensor) -> Tensor:
+    def set_pop_prior(self, beta: float) -> None:
+        raise ValueError("the additive head takes no popularity term")
+
+    def user_vectors(self, h_user: Tensor | None, interest: Tensor, prior: bool = True) -> Tensor:
         if h_user is None:
             return interest.new_zeros(interest.shape[0], 1)
         return self.u(h_user)  # (B, 1)

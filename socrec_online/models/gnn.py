@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.conv import LGConv
 
-from socrec_online.models.adjacency import GrowingCsr
+from socrec_online.models.adjacency import EdgeStore, GrowingCsr
 
 Weighting = Literal["binary", "log"]
 
@@ -38,45 +38,6 @@ class SocialGNNConfig:
     self_loops: bool = False  # LightGCN uses none; the layer-0 term in the mean plays that role
 
 
-class _EdgeStore:
-    """Unique undirected edges in growable arrays (key -> slot), with accumulated counts."""
-
-    def __init__(self) -> None:
-        self.slot: dict[tuple[int, int], int] = {}
-        self.a = np.zeros(1024, np.int64)
-        self.b = np.zeros(1024, np.int64)
-        self.cnt = np.zeros(1024, np.float64)  # 0 = removed
-        self.n = 0
-
-    def add(self, a: int, b: int, w: float) -> None:
-        s = self.slot.get((a, b))
-        if s is None:
-            if self.n == self.a.shape[0]:
-                cap = 2 * self.n
-                self.a = np.resize(self.a, cap)
-                self.b = np.resize(self.b, cap)
-                self.cnt = np.resize(self.cnt, cap)
-            s = self.n
-            self.slot[(a, b)] = s
-            self.a[s], self.b[s], self.cnt[s] = a, b, 0.0
-            self.n += 1
-        self.cnt[s] += w
-
-    def remove(self, a: int, b: int) -> bool:
-        s = self.slot.pop((a, b), None)
-        if s is None:
-            return False
-        self.cnt[s] = 0.0
-        return True
-
-    def alive(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        m = self.cnt[: self.n] > 0
-        return self.a[: self.n][m], self.b[: self.n][m], self.cnt[: self.n][m]
-
-    def __len__(self) -> int:
-        return len(self.slot)
-
-
 class InteractionGraph:
     """Growable user-item + user-user graph with symmetric normalisation D^-1/2 A D^-1/2.
 
@@ -89,12 +50,13 @@ class InteractionGraph:
         self.cfg = cfg or SocialGNNConfig()
         self.n_users = int(n_users)
         self.n_items = int(n_items)
-        self._ui = _EdgeStore()  # (user, item)
-        self._uu = _EdgeStore()  # (min user, max user)
+        self._ui = EdgeStore()  # (user, item)
+        self._uu = EdgeStore()  # (min user, max user)
         self._adj: GrowingCsr | None = None  # raw weights as CSR, patched with the edges changed since
         self._changed: set[tuple[bool, int, int]] = set()  # (social, a, b) edges changed since the last Â
         self._csr: Tensor | None = None
         self._parts: tuple[Tensor, Tensor, Tensor] | None = None  # rowptr, col, val (normalised)
+        self._item_users = np.zeros(self.n_items, np.int64)  # each item's users (its user-item edges)
 
     # --- building -----------------------------------------------------------------------
     def grow(self, n_users: int, n_items: int) -> None:
@@ -114,14 +76,32 @@ class InteractionGraph:
         for u, i, x in zip(users.tolist(), items.tolist(), w.tolist(), strict=True):
             if not (binary and (u, i) in self._ui.slot):  # binary weights: a repeat changes nothing
                 self._changed.add((False, u, i))
-            self._ui.add(u, i, max(float(x), 1e-6))
+            if self._ui.add(u, i, max(float(x), 1e-6)):
+                self._count_user(i, 1)
         self._stale()
 
     def remove_interactions(self, users: np.ndarray, items: np.ndarray) -> None:
         for u, i in zip(np.asarray(users).tolist(), np.asarray(items).tolist(), strict=True):
             if self._ui.remove(int(u), int(i)):
                 self._changed.add((False, int(u), int(i)))
+                self._count_user(int(i), -1)
         self._stale()
+
+    def _count_user(self, item: int, step: int) -> None:
+        if item >= self._item_users.shape[0]:
+            self._item_users = np.concatenate([self._item_users, np.zeros(max(self.n_items, item + 1)
+                                                                          - self._item_users.shape[0], np.int64)])
+        self._item_users[item] += step
+
+    def item_degree(self, rows: Tensor | None = None) -> Tensor:
+        """Each item's users in the graph (float (I,), or (len(rows),) for item ``rows``): its
+        popularity, for the popularity term (``models/prior.py``)."""
+        have = self._item_users
+        idx = np.arange(self.n_items) if rows is None else rows.cpu().numpy().astype(np.int64)
+        deg = np.zeros(idx.shape[0], np.float32)
+        ok = idx < have.shape[0]
+        deg[ok] = have[idx[ok]]
+        return torch.from_numpy(deg)
 
     def add_social(self, src: np.ndarray, dst: np.ndarray) -> None:
         src = np.asarray(src, np.int64).reshape(-1)

@@ -252,7 +252,7 @@ def train_recommender(
             perm = torch.randperm(pu.numel(), generator=gen)
             batches = [perm[s : s + cfg.batch_pairs] for s in range(0, perm.numel(), cfg.batch_pairs)]
         for b in batches:
-            uv_all, iv_all = model.full_vectors(graph, item_text, interest)  # (U, k), (I, k)
+            uv_all, iv_all = model.full_vectors(graph, item_text, interest, prior=False)  # (U, k), (I, k)
             if cfg.loss == "softmax":
                 assert pos is not None
                 bd = b.to(dev)
@@ -334,7 +334,7 @@ def valid_at_mixes(
     for alpha in alphas:
         if alpha is not None:
             model.set_text_mix(alpha)
-        uv, iv = model.vectors_from(h_u, h_i, item_text, interest)
+        uv, iv = model.vectors_from(h_u, h_i, item_text, interest, prior=False)
         out.append(evaluate_full_ranking(
             lambda ub, uv=uv, iv=iv: model.score_many(uv[ub], iv),  # type: ignore[misc]
             split.n_users, split.n_items, (split.train,), split.valid, device=dev,

@@ -260,7 +260,8 @@ def fine_tune(
                     fresh = lora_enc.encode_train([texts[r] for r in rows.tolist()])  # (T, Dt)
                 item_text = base_text.clone()
                 item_text[torch.as_tensor(rows, device=dev)] = fresh.to(dev).float()
-            uv, iv = model.full_vectors(graph, item_text, interest)  # (U, k), (I, k)
+            # the popularity term is picked on validation, never trained against (models/prior.py)
+            uv, iv = model.full_vectors(graph, item_text, interest, prior=False)  # (U, k), (I, k)
             tu = torch.as_tensor(bu, device=dev)
             ti = torch.as_tensor(bi, device=dev)
             tn = torch.as_tensor(neg, device=dev)
@@ -317,7 +318,7 @@ def buffer_loss(model: FusedRecommender, data: TrainingData, item_text: Tensor |
         pos.setdefault(u, set()).add(i)
     neg = torch.as_tensor(sample_negatives(data.train_u, data.n_items, n_neg, pos, rng), device=dev)
     model.eval()
-    uv, iv = model.full_vectors(graph, text, interest)
+    uv, iv = model.full_vectors(graph, text, interest, prior=False)
     tu = torch.as_tensor(data.train_u, device=dev)
     s_pos = pair_scores(model, uv[tu], iv[torch.as_tensor(data.train_i, device=dev)])
     s_neg = pair_scores(

@@ -70,7 +70,7 @@ class FusedScorer:
         Touches nothing of the engine, so a hot swap runs it on a thread while the engine serves,
         then replays the batches applied meanwhile (:meth:`catch_up`) and swaps a reference.
         """
-        from socrec_online.models.recommender import ServingState
+        from socrec_online.models.serving import ServingState
 
         cfg = self.model.cfg
         if int(cfg.text_dim) != g.dim:

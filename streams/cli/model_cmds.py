@@ -261,6 +261,7 @@ def train_cmd(
         "valid_ndcg@10_by_tau": by_tau,
         "dim": model.cfg.dim,
         "valid_ndcg@10_by_dim": by_dim,
+        "pop_prior": model.cfg.pop_prior,
     } | ({"width_shares": shares} if shares else {}) | (
         {"text_mix": model.cfg.text_mix, "graph_tau": fitted.result.best_valid.get("graph_tau", model.cfg.tau)}
         if model.cfg.halved else {})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from socrec_online.data.base import Dataset, Interactions
@@ -26,3 +28,21 @@ def block_dataset(seed: int = 0) -> Dataset:
     inter = Interactions(np.asarray(us), np.asarray(its), np.zeros(n), np.ones(n, np.float32), np.zeros(n, np.int8))
     text = [f"item {j} of community {j // 25}" for j in range(100)]
     return Dataset("blocks", users, items, text, inter, np.asarray(src), np.asarray(dst))
+
+
+def block_setting() -> tuple[Dataset, Any, Any, Any, Any]:
+    """The block dataset, its seeded 8:1:1 split, stand-in item texts (16-d), interests and the train graph."""
+    import torch
+
+    from socrec_online.eval.splits import recbole_split
+    from socrec_online.models.gnn import build_graph
+    from socrec_online.models.recommender import RecommenderConfig
+
+    ds = block_dataset()
+    split = recbole_split(ds.interactions, ds.n_users, ds.n_items, seed=1)
+    g = torch.Generator().manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(ds.n_items, 16, generator=g), dim=1)
+    interest = torch.randn(ds.n_users, 16, generator=g)
+    graph = build_graph(ds.n_users, ds.n_items, split.train.user, split.train.item, None, ds.social_src,
+                        ds.social_dst, RecommenderConfig(1, 1).gnn())
+    return ds, split, text, interest, graph

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _blocks import block_dataset
+from _blocks import block_setting
 
-from socrec_online.eval.splits import recbole_split
 from socrec_online.models.ensemble import assemble, ensemble_on_valid, share_grid, width_shares
-from socrec_online.models.gnn import build_graph
 from socrec_online.models.recommender import (
     FusedRecommender,
     RecommenderConfig,
-    ServingState,
     load_recommender,
     save_recommender,
 )
+from socrec_online.models.serving import ServingState
 from socrec_online.models.train import TrainConfig, fit
 
 
@@ -30,14 +28,7 @@ def _member(ds, dim: int, tau: float, mix: float, seed: int, kind: str = "fused"
 
 @pytest.fixture(scope="module")
 def setting():  # type: ignore[no-untyped-def]
-    ds = block_dataset()
-    split = recbole_split(ds.interactions, ds.n_users, ds.n_items, seed=1)
-    g = torch.Generator().manual_seed(0)
-    text = torch.nn.functional.normalize(torch.randn(ds.n_items, 16, generator=g), dim=1)
-    interest = torch.randn(ds.n_users, 16, generator=g)
-    graph = build_graph(ds.n_users, ds.n_items, split.train.user, split.train.item, None, ds.social_src,
-                        ds.social_dst, RecommenderConfig(1, 1).gnn())
-    return ds, split, text, interest, graph
+    return block_setting()
 
 
 @pytest.mark.parametrize("kind", ["fused", "gnn"])

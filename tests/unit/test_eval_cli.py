@@ -43,6 +43,10 @@ def test_bench_quality_json_and_external_split(tmp_path) -> None:  # type: ignor
     members = gnn["config"]["model"]["members"]
     kept = sum(b > 0 for b in shares.values())
     assert len(members) == (kept if kept > 1 else 0) and all(m[2] > 0 for m in members)
+    # then the popularity term's weight, on its grid, served with the snapshot's config
+    from socrec_online.models.prior import PRIOR_GRID
+
+    assert gnn["pop_prior"] in PRIOR_GRID and gnn["config"]["model"]["pop_prior"] == gnn["pop_prior"]
 
 
 def test_tau_option_refuses_nonsense() -> None:

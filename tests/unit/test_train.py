@@ -13,10 +13,10 @@ from socrec_online.models.gnn import build_graph
 from socrec_online.models.recommender import (
     FusedRecommender,
     RecommenderConfig,
-    ServingState,
     load_recommender,
     save_recommender,
 )
+from socrec_online.models.serving import ServingState
 from socrec_online.models.train import TrainConfig, fit
 
 
