@@ -57,6 +57,28 @@ def test_fine_tune_changes_weights_and_lowers_the_buffer_loss(stream: list[Event
     assert res.candidate["recall@10"] > res.current["recall@10"]
 
 
+def test_a_popularity_term_is_kept_through_a_fine_tune_and_scores_the_gate(stream: list[Event]) -> None:
+    buf = ReplayBuffer(BufferConfig(recent_size=1500, reservoir_size=0, holdout_fraction=0.1))
+    buf.learn_many(stream)
+    data = buf.training_data()
+    cfg = RecommenderConfig(n_users=0, n_items=0, dim=16, text_dim=8, pop_prior=-0.5)
+    start = warm_start(None, data, cfg, 0, 0)
+    res = fine_tune(start, data, cfg, FinetuneConfig(steps=20, batch_pairs=256, lr=0.02, amp="off"),
+                    n_known=(data.n_users, data.n_items))
+    assert res.model.cfg.pop_prior == -0.5 and res.model.head.cfg.pop_prior == -0.5
+    # the gate scores the candidate as it will serve: with the term (a strong one moves the figure)
+    from socrec_online.models.train import ServingRules
+    from socrec_online.online.finetune import graph_of, holdout_metrics, interest_of
+
+    text = torch.zeros(data.n_items, 8)
+    interest = interest_of(data, text, None, ServingRules.from_settings())
+    with_term = holdout_metrics(res.model, graph_of(data, res.model.cfg), text, interest, data, torch.device("cpu"))
+    assert with_term == res.candidate
+    res.model.set_pop_prior(0.0)
+    without = holdout_metrics(res.model, graph_of(data, res.model.cfg), text, interest, data, torch.device("cpu"))
+    assert without != with_term
+
+
 def test_gate_publishes_a_better_candidate_with_both_scores_in_the_manifest(
     stream: list[Event], tmp_path: Path
 ) -> None:
