@@ -1,7 +1,7 @@
 r"""The popularity term: how much a trained model's logits should lean away from (or toward) popular items.
 
-A softmax over all items fits the training part's popularity, and the items a user has not yet met
-are on average less popular than those met already (the popular ones were met first). Logit
+A softmax over all items fits the training part's popularity, and the items a user meets next need
+not follow it: the right weight may lean away from popular items or toward them. Logit
 adjustment (Menon et al., ICLR 2021) corrects the trained logits by the log of the prior; here by the
 item's users in the graph, with a weight picked on validation after training:
 
