@@ -19,7 +19,7 @@ import torch
 
 from socrec_online.data.base import Dataset
 from socrec_online.eval.baselines import Popularity, RiverMF, RiverMFConfig
-from socrec_online.eval.metrics import evaluate_full_ranking
+from socrec_online.eval.metrics import PerUser, per_user_full_ranking
 from socrec_online.eval.splits import Split, load_split_dir, recbole_split, temporal_split
 from socrec_online.models.early_stop import MAX_EPOCHS
 from socrec_online.models.ensemble import width_shares
@@ -51,7 +51,14 @@ def test_metrics(
     score_fn: Any, split: Split, ks: tuple[int, ...] = (10, 20), device: torch.device | str = "cpu"
 ) -> dict[str, float]:
     """Test-set metrics; history = train + valid (RecBole masks both when testing)."""
-    return evaluate_full_ranking(
+    return test_per_user(score_fn, split, ks, device).means()
+
+
+def test_per_user(
+    score_fn: Any, split: Split, ks: tuple[int, ...] = (10, 20), device: torch.device | str = "cpu"
+) -> PerUser:
+    """``test_metrics`` per test user, for paired comparisons between models (``eval/paired.py``)."""
+    return per_user_full_ranking(
         score_fn, split.n_users, split.n_items, (split.train, split.valid), split.test, ks, device=device
     )
 
@@ -92,21 +99,22 @@ def run_model(
     device: str = "cpu",
     progress: bool = True,
     encode: Callable[[list[str]], torch.Tensor] | None = None,
-) -> dict[str, Any]:
-    """Train ``name`` on ``split.train`` (early stopping on valid), return test metrics + seconds.
+) -> tuple[dict[str, Any], PerUser]:
+    """Train ``name`` on ``split.train`` (early stopping on valid); return test metrics + seconds,
+    and the test metrics per user.
 
     ``encode`` embeds the users' own texts (profiles, comments) for the interest vector, as serving does."""
     t0 = time.perf_counter()
     if name == "popularity":
         pop = Popularity(split.n_items).learn_many(split.train)
         secs = time.perf_counter() - t0
-        m = test_metrics(pop.score_many, split)
-        return {**m, "train_seconds": secs}
+        pu = test_per_user(pop.score_many, split)
+        return {**pu.means(), "train_seconds": secs}, pu
     if name == "river_mf":
         mf = RiverMF(split.n_users, split.n_items, RiverMFConfig(seed=seed)).learn_many(split.train, progress)
         secs = time.perf_counter() - t0
-        m = test_metrics(mf.score_many, split)
-        return {**m, "train_seconds": secs, "config": {"n_factors": mf.cfg.n_factors, "epochs": mf.cfg.epochs}}
+        pu = test_per_user(mf.score_many, split)
+        return {**pu.means(), "train_seconds": secs, "config": {"n_factors": mf.cfg.n_factors, "epochs": mf.cfg.epochs}}, pu
     if name not in KIND_OF:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     from socrec_online.models.recommender import RecommenderConfig
@@ -154,33 +162,36 @@ def run_model(
     model = fitted.model
     with torch.no_grad():
         uv, iv = model.full_vectors(fitted.graph, fitted.item_text.to(device), fitted.interest.to(device))
-        m = test_metrics(lambda ub: model.score_many(uv[ub], iv), split, device=device)
+        pu = test_per_user(lambda ub: model.score_many(uv[ub], iv), split, device=device)
     r = fitted.result
     mcfg = model.cfg
-    extra: dict[str, Any] = {"tau": mcfg.tau, "dim": mcfg.dim}
-    shares = width_shares(r.best_valid)
-    if shares:
-        extra["width_shares"] = shares
-    if len(tau_search) > 1:
-        extra["valid_ndcg@10_by_tau"] = tau_search
-    if len(dim_search) > 1:
-        extra["valid_ndcg@10_by_dim"] = dim_search
-    if mcfg.kind in ("gnn", "fused"):
-        extra["pop_prior"] = mcfg.pop_prior
-    if mcfg.halved:
-        extra["text_mix"] = mcfg.text_mix
-        if "graph_tau" in r.best_valid:
-            extra["graph_tau"] = r.best_valid["graph_tau"]
     return {
-        **m,
+        **pu.means(),
         "train_seconds": secs,
         "best_epoch": r.best_epoch,
         "epochs_run": r.epochs_run,
         "stopped": r.stopped,
         "valid_ndcg@10": r.best_valid.get("ndcg@10"),
-        **extra,
+        **picks(fitted, tau_search, dim_search),
         "config": {"model": vars(mcfg) | {}, "train": vars(replace(tcfg, progress=False))},
-    }
+    }, pu
+
+
+def picks(fitted: Any, by_tau: dict[str, float], by_dim: dict[str, float]) -> dict[str, Any]:
+    """What validation picked for a kept model, as ``socrec bench quality`` and ``socrec train``
+    report it: temperature, width, each one's valid NDCG@10, the widths' shares, the popularity
+    term's weight, and a halved model's text share and graph-half temperature."""
+    cfg, valid = fitted.model.cfg, fitted.result.best_valid
+    out: dict[str, Any] = {"tau": cfg.tau, "dim": cfg.dim, "valid_ndcg@10_by_tau": by_tau, "valid_ndcg@10_by_dim": by_dim}
+    shares = width_shares(valid)
+    if shares:
+        out["width_shares"] = shares
+    if cfg.kind in ("gnn", "fused"):
+        out["pop_prior"] = cfg.pop_prior
+    if cfg.halved:
+        out["text_mix"] = cfg.text_mix
+        out["graph_tau"] = valid.get("graph_tau", cfg.tau)
+    return out
 
 
 def select_tau(

@@ -8,11 +8,26 @@ HR@k = 1 if any hit. Items the user already has in the history are masked before
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from socrec_online.data.base import Interactions
+
+
+@dataclass(frozen=True)
+class PerUser:
+    """Metrics per ranked user: ``users`` (n,) rows with held-out items, ``metrics[name]`` (n,)."""
+
+    users: np.ndarray
+    metrics: dict[str, np.ndarray]
+
+    def means(self) -> dict[str, float]:
+        """Each metric's mean over the users, and ``n_users``."""
+        n = max(int(self.users.size), 1)
+        return {k: float(v.sum()) / n for k, v in self.metrics.items()} | {"n_users": float(self.users.size)}
+
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # (B,) user rows -> (B, n_items) scores
 
@@ -50,7 +65,7 @@ def topk_metrics_from_hits(hits: torch.Tensor, n_pos: torch.Tensor, ks: tuple[in
 
 
 @torch.no_grad()
-def evaluate_full_ranking(
+def per_user_full_ranking(
     score_fn: ScoreFn,
     n_users: int,
     n_items: int,
@@ -59,13 +74,14 @@ def evaluate_full_ranking(
     ks: tuple[int, ...] = (10, 20),
     batch_users: int = 512,
     device: torch.device | str = "cpu",
-) -> dict[str, float]:
-    """Rank all items for every user with held-out items, history masked; mean of each metric."""
+) -> PerUser:
+    """Rank all items for every user with held-out items, history masked: each metric per user, for
+    means (``evaluate_full_ranking``) and paired comparisons (``eval/paired.py``)."""
     h_ptr, h_items = csr_of(n_users, *history)
     t_ptr, t_items = csr_of(n_users, heldout)
     users = np.flatnonzero(np.diff(t_ptr) > 0)
     kmax = max(ks)
-    sums: dict[str, float] = {}
+    parts: dict[str, list[np.ndarray]] = {}
     for s in range(0, users.size, batch_users):
         ub = users[s : s + batch_users]
         scores = score_fn(torch.as_tensor(ub, device=device)).to(torch.float32).clone()  # (B, n_items)
@@ -80,8 +96,20 @@ def evaluate_full_ranking(
         hits = target.gather(1, top)
         n_pos = target.sum(1)
         for name, v in topk_metrics_from_hits(hits, n_pos, ks).items():
-            sums[name] = sums.get(name, 0.0) + float(v.sum())
-    n = max(int(users.size), 1)
-    out = {k: v / n for k, v in sums.items()}
-    out["n_users"] = float(users.size)
-    return out
+            parts.setdefault(name, []).append(v.cpu().numpy())
+    return PerUser(users, {k: np.concatenate(v) for k, v in parts.items()})
+
+
+@torch.no_grad()
+def evaluate_full_ranking(
+    score_fn: ScoreFn,
+    n_users: int,
+    n_items: int,
+    history: tuple[Interactions, ...],
+    heldout: Interactions,
+    ks: tuple[int, ...] = (10, 20),
+    batch_users: int = 512,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Rank all items for every user with held-out items, history masked; mean of each metric."""
+    return per_user_full_ranking(score_fn, n_users, n_items, history, heldout, ks, batch_users, device).means()

@@ -15,11 +15,16 @@ import torch
 
 from socrec_online.data import load_dataset
 from socrec_online.eval.harness import MODELS, PUBLISHED_LASTFM, ModelSpec, make_split, run_model
+from socrec_online.eval.paired import paired_difference
 from socrec_online.models.text_cache import cache_name, load_item_text
 
 log = logging.getLogger(__name__)
 
 KEYS = ("recall@10", "ndcg@10", "hr@10", "recall@20", "ndcg@20")
+REFERENCE = "lightgcn"
+"""The model every other one is compared with, user by user, when it ran: the graph alone."""
+AGAINST = f"against_{REFERENCE}"
+"""The result's key for those comparisons: ``{model: {metric: {"diff", "se"}}}`` (``eval/paired.py``)."""
 
 
 def run_quality(
@@ -57,14 +62,18 @@ def run_quality(
     }
     if dataset == "lastfm" and protocol == "recbole" and not split_dir:
         out["published_recbole_gnn"] = PUBLISHED_LASTFM
+    per_user = {}
     for name in models:
-        res = run_model(name, ds, split, item_text, spec, seed=seed, device=device, progress=progress,
-                        encode=encode)
+        res, per_user[name] = run_model(name, ds, split, item_text, spec, seed=seed, device=device,
+                                        progress=progress, encode=encode)
         out["models"][name] = res
         log.info(
             "%s: recall@10 %.4f ndcg@10 %.4f hr@10 %.4f (train %.1f s)",
             name, res["recall@10"], res["ndcg@10"], res["hr@10"], res["train_seconds"],
         )
+    if REFERENCE in per_user:
+        out[AGAINST] = {name: paired_difference(pu, per_user[REFERENCE])
+                        for name, pu in per_user.items() if name != REFERENCE}
     return out
 
 
@@ -83,7 +92,16 @@ def print_table(result: dict[str, Any]) -> None:
     for name, m in result.get("published_recbole_gnn", {}).items():
         t.add_row(f"[dim]{name} (published)[/dim]", f"{m['recall@10']:.4f}", f"{m['ndcg@10']:.4f}", f"{m['hr@10']:.4f}",
                   "", "", "", "")
+    t.caption = against_reference(result)
     Console().print(t)
+
+
+def against_reference(result: dict[str, Any]) -> str | None:
+    """One line per model: its paired difference from the reference on the same test users,
+    mean +- one standard error (``eval/paired.py``)."""
+    rows = [f"{name} - {REFERENCE}: " + ", ".join(f"{k} {d['diff']:+.4f} +- {d['se']:.4f}" for k, d in diff.items())
+            for name, diff in result.get(AGAINST, {}).items()]
+    return "\n".join(rows + ["(per test user, mean +- 1 SE)"]) if rows else None
 
 
 def chosen_on_valid(m: dict[str, Any]) -> str:
@@ -108,4 +126,4 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
     p.write_text(json.dumps(result, indent=2, default=str))
 
 
-__all__ = ["KEYS", "chosen_on_valid", "print_table", "run_quality", "write_json"]
+__all__ = ["AGAINST", "KEYS", "REFERENCE", "against_reference", "chosen_on_valid", "print_table", "run_quality", "write_json"]

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from socrec_online.eval.metrics import evaluate_full_ranking
+from socrec_online.eval.selection import best_on_valid
 from socrec_online.eval.splits import Split
 from socrec_online.models.fusion import Member
 from socrec_online.models.recommender import FusedRecommender
@@ -85,16 +86,13 @@ def shares_on_valid(fits: Sequence[Fitted], split: Split) -> tuple[tuple[float, 
         dev = f.model.user_emb.device
         uv, iv = f.model.full_vectors(f.graph, f.item_text.to(dev), f.interest.to(dev), prior=False)
         vecs.append((uv.cpu() * (fits[0].model.cfg.tau / f.model.cfg.tau), iv.cpu()))  # its logits, up to one scale
-    best: tuple[float, tuple[float, ...], dict[str, float]] | None = None
-    for shares in share_grid(len(fits)):
+
+    def valid(shares: tuple[float, ...]) -> dict[str, float]:
         uv = torch.cat([u * b**0.5 for (u, _), b in zip(vecs, shares)], dim=1)
         iv = torch.cat([i * b**0.5 for (_, i), b in zip(vecs, shares)], dim=1)
-        m = evaluate_full_ranking(lambda ub, uv=uv, iv=iv: uv[ub] @ iv.T,  # type: ignore[misc]
-                                  split.n_users, split.n_items, (split.train,), split.valid)
-        if best is None or m["ndcg@10"] > best[0]:
-            best = (m["ndcg@10"], shares, m)
-    assert best is not None
-    return best[1], best[2]
+        return evaluate_full_ranking(lambda ub: uv[ub] @ iv.T, split.n_users, split.n_items, (split.train,), split.valid)
+
+    return best_on_valid(share_grid(len(fits)), valid)
 
 
 def ensemble_on_valid(fits: Sequence[Fitted], split: Split) -> Fitted:

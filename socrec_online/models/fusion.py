@@ -181,11 +181,6 @@ class FusedHead(nn.Module):
         p = next(self.parameters(), None)
         return torch.zeros(n, width, device=p.device if p is not None else None)
 
-    @property
-    def width(self) -> int:
-        """Width of the vectors this head returns (the popularity column included)."""
-        return sum(s.width for s in self.segments) + (1 if self.cfg.pop_prior else 0)
-
     def item_vectors(
         self, collab: Tensor | None, text: Tensor, item_users: Tensor | None = None, prior: bool = True
     ) -> Tensor:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from socrec_online.eval.metrics import evaluate_full_ranking
+from socrec_online.eval.selection import best_on_valid
 from socrec_online.eval.splits import Split
 
 if TYPE_CHECKING:
@@ -48,16 +49,12 @@ def prior_on_valid(fitted: Fitted, split: Split) -> Fitted:
     model.eval()
     uv, iv = model.full_vectors(graph, fitted.item_text.to(dev), fitted.interest.to(dev), prior=False)
     log_users = torch.log1p(graph.item_degree()).to(dev)  # (I,)
-    best: tuple[float, float, dict[str, float]] | None = None
-    for beta in sorted(PRIOR_GRID, key=abs):
-        m = evaluate_full_ranking(
-            lambda ub, beta=beta: model.score_many(uv[ub], iv) + beta * log_users,  # type: ignore[misc]
-            split.n_users, split.n_items, (split.train,), split.valid, device=dev,
-        )
-        if best is None or m["ndcg@10"] > best[0]:
-            best = (m["ndcg@10"], beta, m)
-    assert best is not None
-    _, beta, metrics = best
+
+    def valid(beta: float) -> dict[str, float]:
+        return evaluate_full_ranking(lambda ub: model.score_many(uv[ub], iv) + beta * log_users,
+                                     split.n_users, split.n_items, (split.train,), split.valid, device=dev)
+
+    beta, metrics = best_on_valid(sorted(PRIOR_GRID, key=abs), valid)
     model.set_pop_prior(beta)
-    valid = fitted.result.best_valid | metrics | {PRIOR_KEY: beta}
-    return replace(fitted, result=replace(fitted.result, best_valid=valid))
+    kept = fitted.result.best_valid | metrics | {PRIOR_KEY: beta}
+    return replace(fitted, result=replace(fitted.result, best_valid=kept))

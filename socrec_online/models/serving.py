@@ -77,7 +77,11 @@ class ServingState:
             h_i = None
         self._item_proj = self.model.head.project_item_text(self.item_text)  # (I, k) cached W_t·text
         self._item_vecs = self.model.head.item_vectors_from(
-            h_i, self._item_proj, len(self.items), self.graph.item_degree())
+            h_i, self._item_proj, len(self.items), self._item_users())
+
+    def _item_users(self, rows: Tensor | None = None) -> Tensor | None:
+        """The items' users in the graph for the popularity column; None for a model without one."""
+        return self.graph.item_degree(rows) if self.model.cfg.pop_prior else None
 
     def _grow(self) -> None:
         nu, ni = len(self.users), len(self.items)
@@ -108,7 +112,7 @@ class ServingState:
             h = self._prop.item_rows(r) if self._prop is not None else None
             proj_r = self._item_proj[r] if self._item_proj is not None else None
             self._item_vecs[r] = self.model.head.item_vectors_from(h, proj_r, int(r.numel()),
-                                                                   self.graph.item_degree(r))
+                                                                   self._item_users(r))
         self._pending_i.extend(rows.tolist())
         return rows
 
@@ -163,7 +167,7 @@ class ServingState:
         if rows.numel():
             proj = self._item_proj[rows] if self._item_proj is not None else None
             self._item_vecs[rows] = self.model.head.item_vectors_from(
-                h_i, proj, int(rows.numel()), self.graph.item_degree(rows))
+                h_i, proj, int(rows.numel()), self._item_users(rows))
         return cu.cpu(), rows.cpu()
 
     def swap_model(self, model: FusedRecommender, user_ids: Sequence[str], item_ids: Sequence[str]) -> None:

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from socrec_online.data.base import Dataset, Interactions
 from socrec_online.eval.metrics import evaluate_full_ranking
+from socrec_online.eval.selection import best_on_valid
 from socrec_online.eval.splits import Split
 from socrec_online.models.early_stop import MAX_EPOCHS, Keeper
 from socrec_online.models.gnn import InteractionGraph, build_graph
@@ -347,10 +348,10 @@ def mix_on_valid(
 ) -> dict[str, float]:
     """Set a halved model's ``text_mix`` to the share on ``TEXT_MIX_GRID`` with the best valid
     NDCG@10; return that share's valid metrics with ``text_mix``."""
-    by_mix = valid_at_mixes(model, graph, split, item_text, interest, TEXT_MIX_GRID)
-    best = max((m | {"text_mix": a} for a, m in zip(TEXT_MIX_GRID, by_mix)), key=lambda r: r["ndcg@10"])
-    model.set_text_mix(best["text_mix"])
-    return best
+    by_mix = dict(zip(TEXT_MIX_GRID, valid_at_mixes(model, graph, split, item_text, interest, TEXT_MIX_GRID)))
+    alpha, metrics = best_on_valid(TEXT_MIX_GRID, by_mix.__getitem__)
+    model.set_text_mix(alpha)
+    return metrics | {"text_mix": alpha}
 
 
 def best_halves(fits: Sequence[Fitted], split: Split) -> Fitted:

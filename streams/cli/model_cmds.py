@@ -224,9 +224,8 @@ def train_cmd(
     import torch
 
     from socrec_online.data import load_dataset
-    from socrec_online.eval.harness import make_split, select_width, test_metrics
+    from socrec_online.eval.harness import make_split, picks, select_width, test_metrics
     from socrec_online.models.early_stop import MAX_EPOCHS
-    from socrec_online.models.ensemble import width_shares
     from socrec_online.models.recommender import RecommenderConfig, save_recommender
     from socrec_online.models.text_cache import cache_name, load_item_text
     from socrec_online.models.train import Fitted, TrainConfig, fit
@@ -252,19 +251,11 @@ def train_cmd(
     with torch.no_grad():
         uv, iv = model.full_vectors(fitted.graph, fitted.item_text.cpu(), fitted.interest.cpu())
         m = test_metrics(lambda ub: model.score_many(uv[ub], iv), split)
-    shares = width_shares(fitted.result.best_valid)
-    metrics = {k: v for k, v in m.items()} | {
+    metrics = m | {
         "valid_ndcg@10": fitted.result.best_valid.get("ndcg@10"),
         "train_seconds": fitted.result.seconds,
         "best_epoch": fitted.result.best_epoch,
-        "tau": model.cfg.tau,
-        "valid_ndcg@10_by_tau": by_tau,
-        "dim": model.cfg.dim,
-        "valid_ndcg@10_by_dim": by_dim,
-        "pop_prior": model.cfg.pop_prior,
-    } | ({"width_shares": shares} if shares else {}) | (
-        {"text_mix": model.cfg.text_mix, "graph_tau": fitted.result.best_valid.get("graph_tau", model.cfg.tau)}
-        if model.cfg.halved else {})
+    } | picks(fitted, by_tau, by_dim)
     root = snapshot_dir or s.snapshot_dir
     info = save_recommender(
         root, model, ds.users.all_ids, ds.items.all_ids, metrics,

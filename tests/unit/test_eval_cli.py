@@ -1,9 +1,11 @@
-"""``socrec bench quality`` writes the DESIGN.md JSON keys; ``--split-dir`` evaluates on that split."""
+"""``socrec bench quality`` writes the DESIGN.md JSON keys and the gaps to the graph alone;
+``--split-dir`` evaluates on that split."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from socrec_online.data import load_dataset
@@ -47,6 +49,14 @@ def test_bench_quality_json_and_external_split(tmp_path) -> None:  # type: ignor
     from socrec_online.models.prior import PRIOR_GRID
 
     assert gnn["pop_prior"] in PRIOR_GRID and gnn["config"]["model"]["pop_prior"] == gnn["pop_prior"]
+    # every other model against the graph alone, user by user on the same test users
+    pop = res["models"]["popularity"]
+    gap = res["against_lightgcn"]["popularity"]
+    assert set(res["against_lightgcn"]) == {"popularity"}
+    for k in ("recall@10", "ndcg@10"):
+        assert gap[k]["diff"] == pytest.approx(pop[k] - gnn[k])
+        assert gap[k]["se"] > 0.0
+    assert "popularity - lightgcn: recall@10" in " ".join(r.output.split())
 
 
 def test_tau_option_refuses_nonsense() -> None:

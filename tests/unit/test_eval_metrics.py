@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values, and history masking as RecBole does it."""
+"""Metrics against hand-computed values, history masking as RecBole does it, and paired gaps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from socrec_online.data.base import Interactions
-from socrec_online.eval.metrics import evaluate_full_ranking, topk_metrics_from_hits
+from socrec_online.eval.metrics import (
+    PerUser,
+    evaluate_full_ranking,
+    per_user_full_ranking,
+    topk_metrics_from_hits,
+)
+from socrec_online.eval.paired import paired_difference
 
 
 def _inter(pairs: list[tuple[int, int]]) -> Interactions:
@@ -60,3 +66,30 @@ def test_full_ranking_masks_history_and_averages_over_test_users() -> None:
     m2 = evaluate_full_ranking(score, n_users, n_items, (train,), test, ks=(1, 2))
     assert m2["recall@1"] == pytest.approx(0.0)
     assert m2["recall@2"] == pytest.approx(0.5)
+
+
+def test_per_user_metrics_are_the_users_own_and_average_to_the_means() -> None:
+    train, test = _inter([(0, 0), (1, 1)]), _inter([(0, 2), (1, 4), (2, 3)])
+    base = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+
+    def score(users: torch.Tensor) -> torch.Tensor:
+        return base.expand(users.shape[0], -1)
+
+    pu = per_user_full_ranking(score, 3, 5, (train,), test, ks=(2,), batch_users=2)  # two batches
+    # user 0 ranks 1, 2 (item 0 masked): hit; user 1 ranks 0, 2: miss; user 2 ranks 0, 1: miss
+    assert pu.users.tolist() == [0, 1, 2]
+    assert pu.metrics["recall@2"].tolist() == [1.0, 0.0, 0.0]
+    assert pu.means() == pytest.approx(evaluate_full_ranking(score, 3, 5, (train,), test, ks=(2,)))
+
+
+def test_paired_difference_is_the_mean_per_user_gap_with_its_standard_error() -> None:
+    users = np.arange(4)
+    a = PerUser(users, {"ndcg@10": np.array([1.0, 0.0, 1.0, 1.0])})
+    b = PerUser(users, {"ndcg@10": np.array([0.0, 0.0, 1.0, 0.0])})
+    d = paired_difference(a, b, keys=("ndcg@10",))["ndcg@10"]
+    # gaps 1, 0, 0, 1: mean 0.5, sample sd sqrt(1/3), SE sqrt(1/3) / 2
+    assert d["diff"] == pytest.approx(0.5)
+    assert d["se"] == pytest.approx(math.sqrt(1 / 3) / 2)
+    assert paired_difference(b, a, keys=("ndcg@10",))["ndcg@10"]["diff"] == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="same test users"):
+        paired_difference(a, PerUser(np.arange(1, 5), b.metrics), keys=("ndcg@10",))
