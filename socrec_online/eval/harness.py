@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,9 @@ from socrec_online.eval.metrics import PerUser, per_user_full_ranking
 from socrec_online.eval.splits import Split, load_split_dir, recbole_split, temporal_split
 from socrec_online.models.early_stop import MAX_EPOCHS
 from socrec_online.models.ensemble import width_shares
+
+if TYPE_CHECKING:
+    from socrec_online.models.train import Fitted
 
 MODELS = ("popularity", "river_mf", "lightgcn", "text_only", "additive", "fused")
 PROTOCOLS = ("recbole", "temporal")
@@ -177,7 +180,7 @@ def run_model(
     }, pu
 
 
-def picks(fitted: Any, by_tau: dict[str, float], by_dim: dict[str, float]) -> dict[str, Any]:
+def picks(fitted: Fitted, by_tau: dict[str, float], by_dim: dict[str, float]) -> dict[str, Any]:
     """What validation picked for a kept model, as ``socrec bench quality`` and ``socrec train``
     report it: temperature, width, each one's valid NDCG@10, the widths' shares, the popularity
     term's weight, and a halved model's text share and graph-half temperature."""

@@ -370,16 +370,15 @@ def best_halves(fits: Sequence[Fitted], split: Split) -> Fitted:
                 dst.copy_(half[name].to(dst.device))
 
     halves = [graph_half(f) for f in fits]
-    best: tuple[float, int, int, dict[str, float]] | None = None
-    for j, f in enumerate(fits):
-        for i in range(len(fits)):
-            put(f, halves[i])
-            m = mix_on_valid(f.model, f.graph, split, f.item_text, f.interest)
-            if best is None or m["ndcg@10"] > best[0]:
-                best = (m["ndcg@10"], i, j, m)
-        put(f, halves[j])
-    assert best is not None, "no run to pick from"
-    _, i, j, metrics = best
+
+    def valid(pair: tuple[int, int]) -> dict[str, float]:  # (graph half's run, fused half's run)
+        i, j = pair
+        put(fits[j], halves[i])
+        return mix_on_valid(fits[j].model, fits[j].graph, split, fits[j].item_text, fits[j].interest)
+
+    (i, j), metrics = best_on_valid([(i, j) for j in range(len(fits)) for i in range(len(fits))], valid)
+    for f, own in zip(fits, halves):
+        put(f, own)
     g, f = fits[i], fits[j]
     put(f, halves[i])
     f.model.set_text_mix(metrics["text_mix"])
