@@ -8,7 +8,6 @@ period, test on the one after), or an external split (``--split-dir``).
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,7 @@ from socrec_online.eval.baselines import Popularity, RiverMF, RiverMFConfig
 from socrec_online.eval.metrics import PerUser, per_user_full_ranking
 from socrec_online.eval.splits import Split, load_split_dir, recbole_split, temporal_split
 from socrec_online.models.early_stop import MAX_EPOCHS
-from socrec_online.models.ensemble import width_shares
+from socrec_online.models.ensemble import GRAPH_SHARE_KEY, TEXT_GAIN_KEY, width_shares
 
 if TYPE_CHECKING:
     from socrec_online.models.train import Fitted
@@ -183,67 +182,64 @@ def run_model(
 def picks(fitted: Fitted, by_tau: dict[str, float], by_dim: dict[str, float]) -> dict[str, Any]:
     """What validation picked for a kept model, as ``socrec bench quality`` and ``socrec train``
     report it: temperature, width, each one's valid NDCG@10, the widths' shares, the popularity
-    term's weight, and a halved model's text share and graph-half temperature."""
+    term's weight, and a halved model's text share, graph-half temperature and the text's valid
+    gain over its GNN (``models/compose.py``)."""
     cfg, valid = fitted.model.cfg, fitted.result.best_valid
     out: dict[str, Any] = {"tau": cfg.tau, "dim": cfg.dim, "valid_ndcg@10_by_tau": by_tau, "valid_ndcg@10_by_dim": by_dim}
     shares = width_shares(valid)
     if shares:
         out["width_shares"] = shares
+    graph_shares = width_shares(valid, GRAPH_SHARE_KEY)
+    if graph_shares:
+        out["graph_width_shares"] = graph_shares
     if cfg.kind in ("gnn", "fused"):
         out["pop_prior"] = cfg.pop_prior
     if cfg.halved:
         out["text_mix"] = cfg.text_mix
         out["graph_tau"] = valid.get("graph_tau", cfg.tau)
+        if TEXT_GAIN_KEY in valid:
+            out[TEXT_GAIN_KEY] = {"diff": valid[TEXT_GAIN_KEY], "se": valid[f"{TEXT_GAIN_KEY}_se"]}
     return out
 
 
-def select_tau(
-    fit_at: Callable[[float], Any], taus: tuple[float, ...], split: Split | None = None
-) -> tuple[Any, dict[str, float]]:
-    """Train at each softmax temperature and keep the model with the best valid NDCG@10.
-
-    The temperature is what a recipe tuned on one dataset gets most wrong on another (docs/quality.md):
-    it is chosen on each dataset's validation part, never on its test part. A halved fused model
-    (given ``split``) gets a temperature per half: ``models.train.best_halves``."""
-    fits = [fit_at(tau) for tau in taus]
-    by_tau = {f"{tau:g}": float(f.result.best_valid.get("ndcg@10", -1.0)) for tau, f in zip(taus, fits)}
-    if not fits:
-        raise ValueError("no temperature to try")
-    if split is not None and len(fits) > 1 and fits[0].model.cfg.halved:
-        from socrec_online.models.train import best_halves
-
-        return best_halves(fits, split), by_tau
-    return max(fits, key=lambda f: float(f.result.best_valid.get("ndcg@10", -1.0))), by_tau
+def _valid_ndcg(f: Any) -> float:
+    return float(f.result.best_valid.get("ndcg@10", -1.0))
 
 
 def select_width(
     fit_at: Callable[[float, int], Any], taus: tuple[float, ...], dims: tuple[int, ...], split: Split | None = None
 ) -> tuple[Any, dict[str, float], dict[str, float]]:
-    """``select_tau`` at each embedding width, then the ensemble of the widths' picks with the best
-    valid NDCG@10 (``models.ensemble``; one width alone when validation gives it every share), then
-    its popularity term (``models.prior``).
+    """Train at each temperature and width; keep each width's run with the best valid NDCG@10,
+    then the ensemble of the widths' picks with the best valid NDCG@10 (``models.ensemble``; one
+    width alone when validation gives it every share), then its popularity term (``models.prior``).
+    Halved fused runs are composed instead (``models.compose``): the graph part picked as the GNN
+    alone would be, the text added on top.
 
-    Width is capacity: what a dataset can use depends on its size and density, so it is chosen on
-    validation like the temperature; the widths not kept alone still add a differently trained view.
+    The temperature is what a recipe tuned on one dataset gets most wrong on another, and width is
+    capacity, which depends on a dataset's size and density: both are chosen on each dataset's
+    validation part, never on its test part; the widths not kept alone still add a differently
+    trained view.
     Returns the kept model, the valid NDCG@10 by temperature of its largest member's width, and
     each width's own valid NDCG@10."""
-    if not dims:
-        raise ValueError("no width to try")
-    picks = {dim: select_tau(functools.partial(_at_width, fit_at, dim), taus, split) for dim in dims}
-    by_dim = {str(dim): float(f.result.best_valid.get("ndcg@10", -1.0)) for dim, (f, _) in picks.items()}
-    best = max(dims, key=lambda dim: by_dim[str(dim)])
-    fitted, by_tau = picks[best]
+    if not dims or not taus:
+        raise ValueError("no width or temperature to try")
+    runs = {dim: [fit_at(tau, dim) for tau in taus] for dim in dims}
+    tau_search = {dim: {f"{tau:g}": _valid_ndcg(f) for tau, f in zip(taus, fs)} for dim, fs in runs.items()}
+    by_dim = {str(dim): max(tau_search[dim].values()) for dim in dims}
+    if split is not None and runs[dims[0]][0].model.cfg.halved:
+        from socrec_online.models.compose import compose_on_valid
+
+        fitted = compose_on_valid([runs[dim] for dim in dims], split)
+        return fitted, tau_search[fitted.model.cfg.dim], by_dim
+    picks = {dim: max(runs[dim], key=_valid_ndcg) for dim in dims}
+    fitted = picks[max(dims, key=lambda dim: by_dim[str(dim)])]
     if len(dims) > 1 and split is not None:
         from socrec_online.models.ensemble import ensemble_on_valid
 
-        fitted = ensemble_on_valid([f for f, _ in picks.values()], split)
-        by_tau = picks[fitted.model.cfg.dim][1]
+        fitted = ensemble_on_valid(list(picks.values()), split)
+    by_tau = tau_search[fitted.model.cfg.dim]
     if split is not None:
         from socrec_online.models.prior import prior_on_valid
 
         fitted = prior_on_valid(fitted, split)
     return fitted, by_tau, by_dim
-
-
-def _at_width(fit_at: Callable[[float, int], Any], dim: int, tau: float) -> Any:
-    return fit_at(tau, dim)

@@ -106,15 +106,18 @@ def against_reference(result: dict[str, Any]) -> str | None:
 
 def chosen_on_valid(m: dict[str, Any]) -> str:
     """What validation picked for a trained model: its temperature, the text half's share, the widths'
-    shares, the popularity term's weight."""
+    shares (a composed model's fused and graph parts'), the popularity term's weight."""
     parts = []
     if "tau" in m:
         graph = f" (graph half {m['graph_tau']:g})" if m.get("graph_tau", m["tau"]) != m["tau"] else ""
         parts.append(f"tau {m['tau']:g}{graph}")
     if "text_mix" in m:
         parts.append(f"text mix {m['text_mix']:g}")
-    if "width_shares" in m:
-        parts.append("widths " + " + ".join(f"{b:g}x{w}" for w, b in m["width_shares"].items() if b > 0))
+    if "text_gain" in m:
+        parts.append(f"text's valid gain {m['text_gain']['diff']:+.4f} +- {m['text_gain']['se']:.4f}")
+    for key, name in (("width_shares", "widths"), ("graph_width_shares", "graph widths")):
+        if key in m:
+            parts.append(f"{name} " + " + ".join(f"{b:g}x{w}" for w, b in m[key].items() if b > 0))
     if m.get("pop_prior"):
         parts.append(f"popularity {m['pop_prior']:+g}")
     return ", ".join(parts)

@@ -40,6 +40,13 @@ SHARE_STEP = 0.1
 SHARE_KEY = "width_share@"
 """Prefix of the picked shares in a kept model's valid metrics (``width_share@256``)."""
 
+GRAPH_SHARE_KEY = "graph_share@"
+"""Prefix of a composed model's graph-part shares (``models/compose.py``; ``graph_share@256``)."""
+
+TEXT_GAIN_KEY = "text_gain"
+"""A composed model's valid NDCG@10 gain of its best text share over its GNN pick, and (``_se``)
+that gain's standard error, in its valid metrics."""
+
 _SAME = ("n_users", "n_items", "kind", "text_dim", "n_layers", "social_weight", "weighting", "graph_half")
 
 
@@ -51,15 +58,28 @@ def assemble(models: Sequence[FusedRecommender], shares: Sequence[float]) -> Fus
         raise ValueError("one share per member, at least one member")
     if any(b <= 0.0 for b in shares) or abs(sum(shares) - 1.0) > 1e-6:
         raise ValueError(f"shares must be positive and sum to 1, got {list(shares)}")
+    k = max(range(len(models)), key=lambda m: shares[m])
+    tau = models[k].cfg.tau
+    return merge(models, [Member(m.cfg.dim, m.cfg.text_mix, float(b) * tau / m.cfg.tau) for m, b in zip(models, shares)], k)
+
+
+def merge(
+    models: Sequence[FusedRecommender], members: Sequence[Member], lead: int, text_mix: float | None = None
+) -> FusedRecommender:
+    """One model of ``models``' weights concatenated, scored as ``members`` say (a member's segment
+    weights are logit weights times ``models[lead]``'s temperature, which the model takes, as its
+    reported ``text_mix`` unless given)."""
+    if len(models) != len(members) or not models:
+        raise ValueError("one member per model, at least one model")
     first = models[0].cfg
     for m in models:
         if m.cfg.members or m.cfg.text_in_graph or m.cfg.pop_prior:
             raise ValueError("members are single models without text in the graph or a popularity term")
         if any(getattr(m.cfg, k) != getattr(first, k) for k in _SAME):
             raise ValueError(f"members differ in one of {', '.join(_SAME)}")
-    lead = models[max(range(len(models)), key=lambda k: shares[k])].cfg
-    members = tuple(Member(m.cfg.dim, m.cfg.text_mix, float(b) * lead.tau / m.cfg.tau) for m, b in zip(models, shares))
-    cfg = replace(first, dim=lead.dim, tau=lead.tau, text_mix=lead.text_mix, members=members)
+    top = models[lead].cfg
+    cfg = replace(first, dim=top.dim, tau=top.tau, text_mix=top.text_mix if text_mix is None else text_mix,
+                  members=tuple(members))
     states = [m.state_dict() for m in models]
     out = FusedRecommender(cfg)
     merged = {k: torch.cat([s[k] for s in states], dim=1 if k.endswith("_emb") else 0) for k in states[0]}
@@ -113,6 +133,7 @@ def ensemble_on_valid(fits: Sequence[Fitted], split: Split) -> Fitted:
     return Fitted(model.to(lead.model.user_emb.device), lead.graph, lead.item_text, lead.interest, result)
 
 
-def width_shares(valid: dict[str, float]) -> dict[str, float]:
-    """The shares by width (``{"128": 0.3, "256": 0.7}``) an ensemble pick recorded in its valid metrics."""
-    return {k.removeprefix(SHARE_KEY): v for k, v in valid.items() if k.startswith(SHARE_KEY)}
+def width_shares(valid: dict[str, float], key: str = SHARE_KEY) -> dict[str, float]:
+    """The shares by width (``{"128": 0.3, "256": 0.7}``) a pick recorded in its valid metrics under
+    the prefix ``key``."""
+    return {k.removeprefix(key): v for k, v in valid.items() if k.startswith(key)}

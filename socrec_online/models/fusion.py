@@ -15,8 +15,8 @@ losses (:meth:`FusedHead.halves`). Serving mixes them in one dot product,
     \qquad u = [\sqrt{1 - \alpha}\,\hat u_g \,|\, \sqrt{\alpha}\,\hat u_f],
 
 with the text half's share :math:`\alpha` (``text_mix``) picked on validation after training
-(``models/train.py``), so the model is never worse on validation than its graph part: where the
-text says little, validation picks :math:`\alpha = 0` and the model is a GNN.
+(``models/compose.py``: the graph part is the GNN validation picks, so the model is never worse on
+validation than that GNN; where the text says little, :math:`\alpha = 0` and the model is it).
 
 ``pop_prior`` (:math:`\beta`, picked on validation after training: ``models/prior.py``) adds a
 popularity term to every logit, :math:`s(u, i) \mathrel{+}= \beta \log(1 + n_i)` with :math:`n_i`

@@ -354,40 +354,6 @@ def mix_on_valid(
     return metrics | {"text_mix": alpha}
 
 
-def best_halves(fits: Sequence[Fitted], split: Split) -> Fitted:
-    """Of halved models trained at different temperatures, the pairing of one run's graph half with
-    another's (or its own) fused half, and the text share, with the best valid NDCG@10.
-
-    The halves share no weight, so each can come from its own run: the temperature that suits the
-    text need not suit the graph. Every run as it was is among the pairings, so the pick validates at
-    least as well as the best single run. Returns that run holding the chosen graph half."""
-    def graph_half(f: Fitted) -> dict[str, Tensor]:
-        return {k: v.detach().clone() for k, v in f.model.part_views()[0][1].items()}
-
-    def put(f: Fitted, half: dict[str, Tensor]) -> None:
-        with torch.no_grad():
-            for name, dst in f.model.part_views()[0][1].items():
-                dst.copy_(half[name].to(dst.device))
-
-    halves = [graph_half(f) for f in fits]
-
-    def valid(pair: tuple[int, int]) -> dict[str, float]:  # (graph half's run, fused half's run)
-        i, j = pair
-        put(fits[j], halves[i])
-        return mix_on_valid(fits[j].model, fits[j].graph, split, fits[j].item_text, fits[j].interest)
-
-    (i, j), metrics = best_on_valid([(i, j) for j in range(len(fits)) for i in range(len(fits))], valid)
-    for f, own in zip(fits, halves):
-        put(f, own)
-    g, f = fits[i], fits[j]
-    put(f, halves[i])
-    f.model.set_text_mix(metrics["text_mix"])
-    keep = {k: v for k, v in f.result.best_valid.items() if k.startswith("fused_")}
-    graph = {k: g.result.best_valid[k] for k in ("graph_ndcg@10", "graph_epoch") if k in g.result.best_valid}
-    f.result.best_valid = metrics | keep | graph | {"graph_tau": g.model.cfg.tau}
-    return f
-
-
 def pair_scores(model: FusedRecommender, uv: Tensor, iv: Tensor) -> Tensor:
     """Row-wise scores of aligned (P, k) user and item vectors without a (P, P) matrix."""
     if uv.shape[1] == 1:  # additive head: logit = u + i

@@ -30,8 +30,8 @@ _TAU = typer.Option(
     "auto", "--tau",
     help="Softmax temperature of the cosine score: a number, a comma-separated list, or auto "
     f"({','.join(map(str, AUTO_TAUS))}). With several, one model is trained per value and the one with the "
-    "best valid NDCG@10 is kept; a fused model with a graph half pairs the graph half of one run with the "
-    "fused half of one run, whichever pairing validates best.",
+    "best valid NDCG@10 is kept; a fused model with a graph half picks its graph half's temperature as the "
+    "GNN alone would, and its fused half's on that half alone (docs/architecture.md).",
 )
 AUTO_DIMS = (128, 256)
 _DIM = typer.Option(

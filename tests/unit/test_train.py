@@ -109,44 +109,6 @@ def test_graph_half_trains_as_the_gnn_alone(tiny) -> None:  # type: ignore[no-un
     assert harness_test_metrics(lambda ub: fused.model.score_many(uv[ub], iv), split) == pytest.approx(alone)
 
 
-def test_halves_pair_across_temperatures_on_validation(tiny) -> None:  # type: ignore[no-untyped-def]
-    """Halved models trained at two temperatures: the kept model pairs one run's graph half with one
-    run's fused half, validates as its metrics say, and validates at least as well as every run alone
-    and as each run's graph half alone (the GNN a user would otherwise train)."""
-    from socrec_online.eval.harness import select_tau
-    from socrec_online.eval.metrics import evaluate_full_ranking
-
-    ds, split, text = tiny
-
-    def fit_at(tau: float):  # type: ignore[no-untyped-def]
-        mcfg = RecommenderConfig(n_users=ds.n_users, n_items=ds.n_items, kind="fused", dim=8, text_dim=16,
-                                 graph_half=True, tau=tau)
-        return fit(ds, split, mcfg, TrainConfig(epochs=15, batch_users=16, eval_every=5, patience=3,
-                                                progress=False), text)
-
-    taus = (0.05, 0.5)
-    runs = {tau: fit_at(tau) for tau in taus}
-    alone = {tau: (dict(f.model.part_views()[0][1]), f.model.item_emb[:, 8:].detach().clone())
-             for tau, f in runs.items()}
-    kept, by_tau = select_tau(fit_at, taus, split)
-    assert set(by_tau) == {"0.05", "0.5"}
-    g_tau, f_tau = kept.result.best_valid["graph_tau"], kept.model.cfg.tau
-    d = kept.model.cfg.dim
-    assert torch.equal(kept.model.user_emb[:, :d], alone[g_tau][0]["user_emb"])
-    assert torch.equal(kept.model.item_emb[:, d:], alone[f_tau][1])
-
-    def valid_ndcg() -> float:
-        with torch.no_grad():
-            uv, iv = kept.model.full_vectors(kept.graph, kept.item_text, kept.interest)
-        return evaluate_full_ranking(lambda ub: kept.model.score_many(uv[ub], iv), split.n_users, split.n_items,
-                                     (split.train,), split.valid)["ndcg@10"]
-
-    chosen = valid_ndcg()
-    assert chosen == pytest.approx(kept.result.best_valid["ndcg@10"])
-    floor = [f.result.best_valid[k] for f in runs.values() for k in ("ndcg@10", "graph_ndcg@10")]
-    assert chosen >= max(floor) - 1e-9
-
-
 @pytest.mark.parametrize("loss", ["bpr", "bce", "infonce"])
 def test_pair_losses_decrease_and_learn(tiny, loss) -> None:  # type: ignore[no-untyped-def]
     """A falling loss is not enough: the trained model must rank the held-out items of each user's
